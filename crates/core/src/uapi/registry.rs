@@ -57,13 +57,19 @@ fn check_ns(what: &'static str, name: &'static str, id: u16, ns: u16) -> Result<
     Ok(())
 }
 
+/// Adds `attrs` to a method. Attributes added to an existing core method by
+/// a driver must be in the driver namespace (`ns`); the attributes of a
+/// method the driver owns may use either namespace (`any_ns`).
 fn add_attrs(
     method: &mut MethodEntry,
     attrs: &'static [AttrSpec],
     ns: u16,
+    any_ns: bool,
 ) -> Result<(), SpecError> {
     for a in attrs {
-        check_ns("attribute", a.name, a.id.0, ns)?;
+        if !(any_ns && a.id.namespace() == CORE_NS) {
+            check_ns("attribute", a.name, a.id.0, ns)?;
+        }
         if method.attrs.insert(a.id, *a).is_some() {
             return Err(SpecError::DuplicateAttr {
                 method: method.name,
@@ -82,7 +88,7 @@ fn new_method(m: &MethodSpec, ns: u16) -> Result<MethodEntry, SpecError> {
         handler,
         attrs: BTreeMap::new(),
     };
-    add_attrs(&mut entry, m.attrs, ns)?;
+    add_attrs(&mut entry, m.attrs, ns, true)?;
     Ok(entry)
 }
 
@@ -104,7 +110,7 @@ fn add_methods(
             if m.handler.is_some() {
                 return Err(SpecError::HandlerOverride(existing.name));
             }
-            add_attrs(existing, m.attrs, DRIVER_NS)?;
+            add_attrs(existing, m.attrs, DRIVER_NS, false)?;
             continue;
         }
         let entry = new_method(m, ns)?;
@@ -189,15 +195,13 @@ impl Registry {
                         why,
                     };
                     match a.kind {
-                        AttrKind::BytesIn { min, max } | AttrKind::BytesOut { min, max } => {
-                            if min > max || max > u32::MAX as usize {
-                                return Err(bad("min > max or max beyond u32"));
-                            }
+                        AttrKind::BytesIn { min, max } | AttrKind::BytesOut { min, max }
+                            if min > max || max > u32::MAX as usize =>
+                        {
+                            return Err(bad("min > max or max beyond u32"));
                         }
                         AttrKind::U64 { min, max } if min > max => return Err(bad("min > max")),
-                        AttrKind::Enum { allowed } if allowed.is_empty() => {
-                            return Err(bad("enum allows no value"))
-                        }
+                        AttrKind::Enum { allowed: [] } => return Err(bad("enum allows no value")),
                         AttrKind::Handle { object, access } => {
                             if !self.objects.contains_key(&object) {
                                 return Err(bad("handle of an undeclared object type"));
