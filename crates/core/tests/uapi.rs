@@ -973,3 +973,50 @@ fn every_error_has_an_actionable_message() {
         "pd_alloc: mandatory attribute 'pd' is missing; supply it"
     );
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..24).prop_map(Value::Bytes),
+            (0u32..80).prop_map(Value::Out),
+            prop_oneof![0u64..4, any::<u64>()].prop_map(Value::U64),
+            (0u32..2).prop_map(Value::Fd),
+            Just(Value::New),
+        ]
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        let attr = (0u16..10, any::<bool>(), value()).prop_map(|(id, mandatory, value)| CallAttr {
+            id: AttrId(id),
+            mandatory,
+            value,
+        });
+        (1u16..4, 0u16..4, proptest::collection::vec(attr, 0..6)).prop_map(|(o, m, attrs)| Call {
+            driver_id: 0,
+            object: ObjectId(o),
+            method: MethodId(m),
+            attrs,
+        })
+    }
+
+    proptest! {
+        /// Random calls (and random bytes) through the encoded path never
+        /// panic and always get a well-formed reply.
+        #[test]
+        fn random_calls_get_well_formed_replies(calls in proptest::collection::vec(call(), 1..12),
+                                                junk in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let (r, c) = (reg(), ctx());
+            let pd = alloc_pd(&r, &c);
+            reg_mr(&r, &c, pd);
+            for call in calls {
+                let reply = r.call_encoded(&c, &encode_call(&call), vec![]);
+                prop_assert!(decode_reply(&reply).is_ok());
+            }
+            let reply = r.call_encoded(&c, &junk, vec![]);
+            prop_assert!(decode_reply(&reply).unwrap().is_err());
+        }
+    }
+}
