@@ -1,0 +1,164 @@
+//! Work requests as the engine receives them (already validated by the core:
+//! opcode allowed for the QP type, SGE count within limits).
+
+use softverbs_wire::Gid;
+
+/// A scatter/gather element: `length` bytes at `addr` of the region `lkey`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sge {
+    /// Virtual address in the region's address space.
+    pub addr: u64,
+    /// Length in bytes.
+    pub length: u32,
+    /// Local key of the region.
+    pub lkey: u32,
+}
+
+/// Total length of a scatter/gather list.
+pub fn sgl_len(sgl: &[Sge]) -> u64 {
+    sgl.iter().map(|s| u64::from(s.length)).sum()
+}
+
+/// The operation of a send work request (`ibv_wr_opcode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOp {
+    /// SEND.
+    Send,
+    /// SEND with immediate data.
+    SendWithImm {
+        /// Immediate data, carried as-is (network order on the wire).
+        imm: u32,
+    },
+    /// SEND with invalidate (RC only): the responder invalidates `rkey`.
+    SendWithInv {
+        /// The remote key to invalidate.
+        rkey: u32,
+    },
+    /// RDMA WRITE.
+    Write {
+        /// Remote virtual address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+    },
+    /// RDMA WRITE with immediate: also consumes a receive WQE at the target.
+    WriteWithImm {
+        /// Remote virtual address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+        /// Immediate data.
+        imm: u32,
+    },
+    /// RDMA READ (RC only) into the local scatter list.
+    Read {
+        /// Remote virtual address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+    },
+    /// 64-bit compare and swap (RC only); the original value lands in the
+    /// local 8-byte buffer.
+    CompareSwap {
+        /// Remote address, 8-byte aligned.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+        /// Expected value.
+        compare: u64,
+        /// New value.
+        swap: u64,
+    },
+    /// 64-bit fetch and add (RC only).
+    FetchAdd {
+        /// Remote address, 8-byte aligned.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+        /// Addend.
+        add: u64,
+    },
+}
+
+impl SendOp {
+    /// True for operations that read remote memory (READ and atomics): they
+    /// count against `max_rd_atomic` and are stopped by a fence.
+    pub fn is_read_or_atomic(&self) -> bool {
+        matches!(self, SendOp::Read { .. } | SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. })
+    }
+
+    /// True for the atomics.
+    pub fn is_atomic(&self) -> bool {
+        matches!(self, SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. })
+    }
+}
+
+/// `ibv_send_flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendFlags {
+    /// Generate a completion even on a QP with `sq_sig_all == false`.
+    pub signaled: bool,
+    /// Set the solicited-event bit on the last packet.
+    pub solicited: bool,
+    /// Wait for earlier READs and atomics to complete first.
+    pub fence: bool,
+}
+
+/// Where a UD datagram goes: the address handle plus remote QPN and Q_Key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdDest {
+    /// The destination's GID (for RoCEv2 an IP address).
+    pub dgid: Gid,
+    /// Destination QP number.
+    pub remote_qpn: u32,
+    /// Q_Key; if its high bit is set the QP's own Q_Key is used (IBTA 10.2.5).
+    pub remote_qkey: u32,
+}
+
+/// The payload of a send: gathered from memory, or copied at post time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Gathered from registered memory when packets are built.
+    Sgl(Vec<Sge>),
+    /// Copied into the WQE when posted (`IBV_SEND_INLINE`); no lkey needed.
+    Inline(Vec<u8>),
+}
+
+impl Payload {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Sgl(sgl) => sgl_len(sgl),
+            Payload::Inline(data) => data.len() as u64,
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A send work request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendWr {
+    /// Returned in the completion.
+    pub wr_id: u64,
+    /// What to do.
+    pub op: SendOp,
+    /// Local data (source of sends and writes, target of reads and atomics).
+    pub payload: Payload,
+    /// Flags.
+    pub flags: SendFlags,
+    /// UD only: the destination.
+    pub ud: Option<UdDest>,
+}
+
+/// A receive work request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecvWr {
+    /// Returned in the completion.
+    pub wr_id: u64,
+    /// Where incoming data lands.
+    pub sgl: Vec<Sge>,
+}
