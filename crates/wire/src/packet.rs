@@ -433,8 +433,20 @@ impl PacketRepr {
     /// If `buf.len() != self.buffer_len()` or
     /// `payload.len() != self.payload_len`. Never otherwise.
     pub fn emit(&self, buf: &mut [u8], payload: &[u8]) {
-        assert_eq!(buf.len(), self.buffer_len(), "emit: buffer length");
         assert_eq!(payload.len(), self.payload_len, "emit: payload length");
+        let hdr = self.header_len();
+        buf[hdr..hdr + self.payload_len].copy_from_slice(payload);
+        self.emit_headers(buf);
+    }
+
+    /// Like [`PacketRepr::emit`] but leaves the payload bytes as they are:
+    /// for senders that gather the payload straight into the packet buffer
+    /// (at `header_len()..header_len() + payload_len`), saving a copy.
+    ///
+    /// # Panics
+    /// If `buf.len() != self.buffer_len()`. Never otherwise.
+    pub fn emit_headers(&self, buf: &mut [u8]) {
+        assert_eq!(buf.len(), self.buffer_len(), "emit: buffer length");
         self.bth.emit(&mut Bth::new_unchecked(&mut buf[..BTH_LEN]));
         let mut off = BTH_LEN;
         for e in EXT_ORDER {
@@ -481,7 +493,6 @@ impl PacketRepr {
             }
             off += e.len();
         }
-        buf[off..off + self.payload_len].copy_from_slice(payload);
         off += self.payload_len;
         let n = buf.len();
         buf[off..n - ICRC_LEN].fill(0);
