@@ -72,7 +72,12 @@ impl CompleterState {
 
 impl Qp {
     /// Handle an ACK, NAK, READ response or atomic acknowledgement.
-    pub(crate) fn complete_on_response(&mut self, now: Instant, pkt: &Incoming<'_>, ctx: &mut Ctx<'_>) {
+    pub(crate) fn complete_on_response(
+        &mut self,
+        now: Instant,
+        pkt: &Incoming<'_>,
+        ctx: &mut Ctx<'_>,
+    ) {
         let repr = pkt.repr;
         let psn = repr.bth.psn;
         let Ok(info) = repr.bth.opcode.info() else {
@@ -87,7 +92,9 @@ impl Qp {
         }
         match info.kind {
             OpKind::Acknowledge => {
-                let Some(aeth) = repr.aeth else { return self.drop_pkt() };
+                let Some(aeth) = repr.aeth else {
+                    return self.drop_pkt();
+                };
                 match aeth.syndrome {
                     AckSyndrome::Ack { .. } => self.on_ack(now, psn),
                     AckSyndrome::RnrNak { timer } => self.on_rnr_nak(now, psn, timer),
@@ -98,7 +105,9 @@ impl Qp {
             }
             OpKind::ReadResponse => self.on_read_response(now, pkt, info.position, ctx),
             OpKind::AtomicAcknowledge => {
-                let Some(ack) = repr.atomic_ack_eth else { return self.drop_pkt() };
+                let Some(ack) = repr.atomic_ack_eth else {
+                    return self.drop_pkt();
+                };
                 self.on_atomic_ack(now, psn, ack.orig, ctx);
             }
             _ => self.drop_pkt(),
@@ -112,9 +121,10 @@ impl Qp {
 
     /// Forward progress: retries are reloaded and the timer restarted.
     fn progress(&mut self, now: Instant, una: u32) {
-        if psn_diff(una, self.comp.una) > 0 {
-            self.comp.una = una;
+        if psn_diff(una, self.comp.una) <= 0 {
+            return;
         }
+        self.comp.una = una;
         self.comp.reload_retries(&self.attrs);
         self.comp.retransmit_at = None;
         if self.anything_outstanding() {
@@ -207,19 +217,29 @@ impl Qp {
             .req
             .sq
             .iter()
-            .position(|w| w.started && psn_diff(psn, w.first_psn) >= 0 && psn_diff(psn, w.last_psn) <= 0)
+            .position(|w| {
+                w.started && psn_diff(psn, w.first_psn) >= 0 && psn_diff(psn, w.last_psn) <= 0
+            })
             .unwrap_or(0);
         self.fail_wqe(idx, status);
     }
 
-    fn on_read_response(&mut self, now: Instant, pkt: &Incoming<'_>, pos: Position, ctx: &mut Ctx<'_>) {
+    fn on_read_response(
+        &mut self,
+        now: Instant,
+        pkt: &Incoming<'_>,
+        pos: Position,
+        ctx: &mut Ctx<'_>,
+    ) {
         let psn = pkt.repr.bth.psn;
         let mtu = self.attrs.path_mtu.bytes();
         // Everything before the response is implicitly acknowledged.
         if !self.ack_through(psn_prev(psn)) {
             return;
         }
-        let Some(idx) = self.req.sq.iter().position(|w| !w.done) else { return self.drop_pkt() };
+        let Some(idx) = self.req.sq.iter().position(|w| !w.done) else {
+            return self.drop_pkt();
+        };
         let w = &self.req.sq[idx];
         if !matches!(w.wr.op, SendOp::Read { .. }) || !w.started {
             return self.drop_pkt();
@@ -237,16 +257,20 @@ impl Qp {
         let first_expected = w.resp_pkts == 0;
         let remaining = w.len() - w.resp_bytes;
         let len = pkt.payload.len() as u64;
+        // A retried READ is answered as a new one (FIRST/ONLY at the resumed
+        // PSN), so those may come at any point of the transfer.
         let shape_ok = match pos {
-            Position::Only => first_expected && len == remaining,
-            Position::First => first_expected && len == mtu as u64 && remaining > len,
+            Position::Only => len == remaining,
+            Position::First => len == mtu as u64 && remaining > len,
             Position::Middle => !first_expected && len == mtu as u64 && remaining > len,
             Position::Last => !first_expected && len == remaining,
         };
         if !shape_ok {
             return self.drop_pkt();
         }
-        let Payload::Sgl(sgl) = &w.wr.payload else { return self.drop_pkt() };
+        let Payload::Sgl(sgl) = &w.wr.payload else {
+            return self.drop_pkt();
+        };
         if sgl::scatter(ctx.mem, sgl, w.resp_bytes, pkt.payload).is_err() {
             return self.fail_wqe(idx, WcStatus::LocProtErr);
         }
@@ -263,14 +287,24 @@ impl Qp {
         if !self.ack_through(psn_prev(psn)) {
             return;
         }
-        let Some(idx) = self.req.sq.iter().position(|w| !w.done) else { return self.drop_pkt() };
+        let Some(idx) = self.req.sq.iter().position(|w| !w.done) else {
+            return self.drop_pkt();
+        };
         let w = &self.req.sq[idx];
         if !w.wr.op.is_atomic() || !w.started || w.first_psn != psn {
             return self.drop_pkt();
         }
-        let Payload::Sgl(sgl) = &w.wr.payload else { return self.drop_pkt() };
-        let Some(sge) = sgl.first() else { return self.drop_pkt() };
-        if ctx.mem.write(MemKey::Local(sge.lkey), sge.addr, &orig.to_ne_bytes()).is_err() {
+        let Payload::Sgl(sgl) = &w.wr.payload else {
+            return self.drop_pkt();
+        };
+        let Some(sge) = sgl.first() else {
+            return self.drop_pkt();
+        };
+        if ctx
+            .mem
+            .write(MemKey::Local(sge.lkey), sge.addr, &orig.to_ne_bytes())
+            .is_err()
+        {
             return self.fail_wqe(idx, WcStatus::LocProtErr);
         }
         self.req.sq[idx].done = true;
@@ -295,7 +329,13 @@ impl Qp {
             let w = self.req.sq.pop_front().expect("front exists");
             self.req.cur = self.req.cur.saturating_sub(1);
             if self.cfg.sq_sig_all || w.wr.flags.signaled {
-                let mut c = Completion::new(w.wr.wr_id, WcStatus::Success, w.wc_opcode(), WcQueue::Send, self.cfg.qpn);
+                let mut c = Completion::new(
+                    w.wr.wr_id,
+                    WcStatus::Success,
+                    w.wc_opcode(),
+                    WcQueue::Send,
+                    self.cfg.qpn,
+                );
                 c.byte_len = u32::try_from(w.len()).unwrap_or(u32::MAX);
                 self.completions.push_back(c);
             }
@@ -315,7 +355,9 @@ impl Qp {
                 self.comp.arm_retransmit(now, &self.attrs);
             }
         }
-        let Some(at) = self.comp.retransmit_at else { return };
+        let Some(at) = self.comp.retransmit_at else {
+            return;
+        };
         if now < at {
             return;
         }

@@ -7,7 +7,9 @@
 use core::fmt;
 
 /// Access rights of a memory region (the bits of `ibv_access_flags`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Access(pub u32);
 
 impl Access {

@@ -87,7 +87,15 @@ impl Mtu {
 
     /// From a size in bytes (256, 512, 1024, 2048, 4096).
     pub fn from_bytes(b: usize) -> Option<Mtu> {
-        [Mtu::Mtu256, Mtu::Mtu512, Mtu::Mtu1024, Mtu::Mtu2048, Mtu::Mtu4096].into_iter().find(|m| m.bytes() == b)
+        [
+            Mtu::Mtu256,
+            Mtu::Mtu512,
+            Mtu::Mtu1024,
+            Mtu::Mtu2048,
+            Mtu::Mtu4096,
+        ]
+        .into_iter()
+        .find(|m| m.bytes() == b)
     }
 }
 
@@ -111,7 +119,14 @@ pub struct QpConfig {
 impl QpConfig {
     /// Defaults: 256-deep queues, no SRQ, completions only when asked.
     pub fn new(qp_type: QpType, qpn: u32) -> Self {
-        QpConfig { qp_type, qpn, sq_sig_all: false, max_send_wr: 256, max_recv_wr: 256, use_srq: false }
+        QpConfig {
+            qp_type,
+            qpn,
+            sq_sig_all: false,
+            max_send_wr: 256,
+            max_recv_wr: 256,
+            use_srq: false,
+        }
     }
 }
 
@@ -222,8 +237,13 @@ pub enum PostError {
 impl core::fmt::Display for PostError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            PostError::QueueFull => f.write_str("the work queue is full: poll completions before posting more"),
-            PostError::InvalidState(s) => write!(f, "cannot post in state {s:?}: move the QP to the right state first"),
+            PostError::QueueFull => {
+                f.write_str("the work queue is full: poll completions before posting more")
+            }
+            PostError::InvalidState(s) => write!(
+                f,
+                "cannot post in state {s:?}: move the QP to the right state first"
+            ),
             PostError::Invalid(why) => write!(f, "invalid work request: {why}"),
         }
     }
@@ -248,7 +268,10 @@ impl<'a> Ctx<'a> {
 
     /// A context with memory and an SRQ.
     pub fn with_srq(mem: &'a mut dyn Memory, srq: &'a mut RecvQueue) -> Self {
-        Ctx { mem, srq: Some(srq) }
+        Ctx {
+            mem,
+            srq: Some(srq),
+        }
     }
 }
 
@@ -361,7 +384,20 @@ impl Qp {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = m.$f { a.$f = v; } )* };
         }
-        set!(path_mtu, qkey, dest_qpn, dgid, timeout, retry_cnt, rnr_retry, min_rnr_timer, max_rd_atomic, max_dest_rd_atomic, access, pkey);
+        set!(
+            path_mtu,
+            qkey,
+            dest_qpn,
+            dgid,
+            timeout,
+            retry_cnt,
+            rnr_retry,
+            min_rnr_timer,
+            max_rd_atomic,
+            max_dest_rd_atomic,
+            access,
+            pkey
+        );
         if let Some(psn) = m.rq_psn {
             a.rq_psn = psn & softverbs_wire::psn::PSN_MASK;
             self.resp.epsn = a.rq_psn;
@@ -406,10 +442,22 @@ impl Qp {
         self.flush_send_queue();
         let qpn = self.cfg.qpn;
         for wr in self.rq.drain() {
-            self.completions.push_back(Completion::new(wr.wr_id, WcStatus::WrFlushErr, WcOpcode::Recv, WcQueue::Recv, qpn));
+            self.completions.push_back(Completion::new(
+                wr.wr_id,
+                WcStatus::WrFlushErr,
+                WcOpcode::Recv,
+                WcQueue::Recv,
+                qpn,
+            ));
         }
         if let Some(wr) = self.resp.take_current_wqe() {
-            self.completions.push_back(Completion::new(wr.wr_id, WcStatus::WrFlushErr, WcOpcode::Recv, WcQueue::Recv, qpn));
+            self.completions.push_back(Completion::new(
+                wr.wr_id,
+                WcStatus::WrFlushErr,
+                WcOpcode::Recv,
+                WcQueue::Recv,
+                qpn,
+            ));
         }
         if self.cfg.use_srq {
             self.events.push_back(QpEvent::LastWqeReached);
@@ -422,7 +470,13 @@ impl Qp {
         let qpn = self.cfg.qpn;
         for wqe in self.req.sq.drain(..) {
             let status = wqe.status.unwrap_or(WcStatus::WrFlushErr);
-            self.completions.push_back(Completion::new(wqe.wr.wr_id, status, wqe.wc_opcode(), WcQueue::Send, qpn));
+            self.completions.push_back(Completion::new(
+                wqe.wr.wr_id,
+                status,
+                wqe.wc_opcode(),
+                WcQueue::Send,
+                qpn,
+            ));
         }
         self.req.clear_progress();
     }
@@ -431,7 +485,9 @@ impl Qp {
     /// `WR_FLUSH_ERR`, as IBTA requires.
     pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {
         match self.state {
-            QpState::Reset | QpState::Init | QpState::Rtr => return Err(PostError::InvalidState(self.state)),
+            QpState::Reset | QpState::Init | QpState::Rtr => {
+                return Err(PostError::InvalidState(self.state))
+            }
             _ => {}
         }
         if self.req.sq.len() >= self.cfg.max_send_wr {
@@ -440,7 +496,13 @@ impl Qp {
         self.check_send_wr(&wr)?;
         if matches!(self.state, QpState::Err | QpState::Sqe) {
             let op = SendWqe::opcode_of(&wr.op);
-            self.completions.push_back(Completion::new(wr.wr_id, WcStatus::WrFlushErr, op, WcQueue::Send, self.cfg.qpn));
+            self.completions.push_back(Completion::new(
+                wr.wr_id,
+                WcStatus::WrFlushErr,
+                op,
+                WcQueue::Send,
+                self.cfg.qpn,
+            ));
             return Ok(());
         }
         self.req.sq.push_back(SendWqe::new(wr));
@@ -452,7 +514,9 @@ impl Qp {
         match (self.cfg.qp_type, &wr.op) {
             (QpType::Ud, Send | SendWithImm { .. }) => {
                 if wr.ud.is_none() {
-                    return Err(PostError::Invalid("a UD send needs a destination (address handle, remote QPN, Q_Key)"));
+                    return Err(PostError::Invalid(
+                        "a UD send needs a destination (address handle, remote QPN, Q_Key)",
+                    ));
                 }
                 if wr.payload.len() > self.attrs.path_mtu.bytes() as u64 {
                     return Err(PostError::Invalid("a UD message must fit in one path MTU"));
@@ -460,10 +524,16 @@ impl Qp {
             }
             (QpType::Ud, _) => return Err(PostError::Invalid("UD QPs only SEND")),
             (QpType::Uc, Send | SendWithImm { .. } | Write { .. } | WriteWithImm { .. }) => {}
-            (QpType::Uc, _) => return Err(PostError::Invalid("UC QPs support SEND and RDMA WRITE only")),
+            (QpType::Uc, _) => {
+                return Err(PostError::Invalid(
+                    "UC QPs support SEND and RDMA WRITE only",
+                ))
+            }
             (QpType::Rc, CompareSwap { .. } | FetchAdd { .. }) => {
                 if wr.payload.len() != 8 {
-                    return Err(PostError::Invalid("an atomic needs exactly one 8-byte local buffer"));
+                    return Err(PostError::Invalid(
+                        "an atomic needs exactly one 8-byte local buffer",
+                    ));
                 }
             }
             (QpType::Rc, _) => {}
@@ -477,13 +547,21 @@ impl Qp {
     /// Queue a receive work request on the QP's own receive queue.
     pub fn post_recv(&mut self, wr: RecvWr) -> Result<(), PostError> {
         if self.cfg.use_srq {
-            return Err(PostError::Invalid("this QP receives from an SRQ: post to the SRQ"));
+            return Err(PostError::Invalid(
+                "this QP receives from an SRQ: post to the SRQ",
+            ));
         }
         if self.state == QpState::Reset {
             return Err(PostError::InvalidState(self.state));
         }
         if self.state == QpState::Err {
-            self.completions.push_back(Completion::new(wr.wr_id, WcStatus::WrFlushErr, WcOpcode::Recv, WcQueue::Recv, self.cfg.qpn));
+            self.completions.push_back(Completion::new(
+                wr.wr_id,
+                WcStatus::WrFlushErr,
+                WcOpcode::Recv,
+                WcQueue::Recv,
+                self.cfg.qpn,
+            ));
             return Ok(());
         }
         self.rq.push(wr).map_err(|_| PostError::QueueFull)
@@ -493,8 +571,14 @@ impl Qp {
     /// ACK, NAK or response may be due), completions and events.
     pub fn handle_packet(&mut self, now: Instant, pkt: &Incoming<'_>, ctx: &mut Ctx<'_>) {
         self.counters.rcvd_pkts += 1;
-        let ok_state = matches!(self.state, QpState::Rtr | QpState::Rts | QpState::Sqd | QpState::Sqe);
-        if !ok_state || pkt.repr.bth.pkey != self.attrs.pkey && pkt.repr.bth.pkey & 0x7fff != self.attrs.pkey & 0x7fff {
+        let ok_state = matches!(
+            self.state,
+            QpState::Rtr | QpState::Rts | QpState::Sqd | QpState::Sqe
+        );
+        if !ok_state
+            || pkt.repr.bth.pkey != self.attrs.pkey
+                && pkt.repr.bth.pkey & 0x7fff != self.attrs.pkey & 0x7fff
+        {
             self.counters.dropped_pkts += 1;
             return;
         }
@@ -532,7 +616,12 @@ impl Qp {
     /// Write the next packet to send into `buf` (at least path MTU +
     /// [`MAX_HEADER_LEN`] bytes), ICRC bytes zeroed. Responses (ACKs, READ
     /// responses) go before new requests. Call until `None` after every input.
-    pub fn poll_transmit(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
         if buf.len() < self.attrs.path_mtu.bytes() + MAX_HEADER_LEN {
             return None;
         }

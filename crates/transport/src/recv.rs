@@ -19,7 +19,12 @@ pub struct RecvQueue {
 impl RecvQueue {
     /// An empty queue that holds at most `capacity` WQEs.
     pub fn new(capacity: usize) -> Self {
-        RecvQueue { wqes: VecDeque::with_capacity(capacity.min(4096)), capacity, limit: 0, limit_reached: false }
+        RecvQueue {
+            wqes: VecDeque::with_capacity(capacity.min(4096)),
+            capacity,
+            limit: 0,
+            limit_reached: false,
+        }
     }
 
     /// Queue a WQE; gives it back when the queue is full.
@@ -93,7 +98,10 @@ mod tests {
     use super::*;
 
     fn wr(id: u64) -> RecvWr {
-        RecvWr { wr_id: id, sgl: vec![] }
+        RecvWr {
+            wr_id: id,
+            sgl: vec![],
+        }
     }
 
     #[test]

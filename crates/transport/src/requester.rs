@@ -61,7 +61,9 @@ impl SendWqe {
 
     pub fn opcode_of(op: &SendOp) -> WcOpcode {
         match op {
-            SendOp::Send | SendOp::SendWithImm { .. } | SendOp::SendWithInv { .. } => WcOpcode::Send,
+            SendOp::Send | SendOp::SendWithImm { .. } | SendOp::SendWithInv { .. } => {
+                WcOpcode::Send
+            }
             SendOp::Write { .. } | SendOp::WriteWithImm { .. } => WcOpcode::RdmaWrite,
             SendOp::Read { .. } => WcOpcode::RdmaRead,
             SendOp::CompareSwap { .. } => WcOpcode::CompSwap,
@@ -155,7 +157,12 @@ impl RequesterState {
 
 impl Qp {
     /// The next request packet, if the QP may send one now.
-    pub(crate) fn request_transmit(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<Transmit> {
+    pub(crate) fn request_transmit(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
         let mid_message = self.req.offset != 0;
         match self.state {
             QpState::Rts => {}
@@ -183,7 +190,10 @@ impl Qp {
         } else if is_atomic {
             (0, 1)
         } else {
-            (usize::try_from((total - offset).min(mtu as u64)).unwrap_or(mtu), 1)
+            (
+                usize::try_from((total - offset).min(mtu as u64)).unwrap_or(mtu),
+                1,
+            )
         };
         let first = offset == 0;
         let last = is_read || is_atomic || offset + pay_len as u64 == total;
@@ -194,7 +204,12 @@ impl Qp {
         if is_read || is_atomic {
             repr.emit_headers(&mut buf[..len]);
         } else {
-            if let Err(_e) = sgl::gather(&*ctx.mem, &wqe.wr.payload, offset, &mut buf[hdr..hdr + pay_len]) {
+            if let Err(_e) = sgl::gather(
+                &*ctx.mem,
+                &wqe.wr.payload,
+                offset,
+                &mut buf[hdr..hdr + pay_len],
+            ) {
                 self.fail_wqe(self.req.cur, WcStatus::LocProtErr);
                 return None;
             }
@@ -235,7 +250,11 @@ impl Qp {
             _ if last => self.complete_sent_unreliable(),
             _ => {}
         }
-        Some(Transmit { dst, src_port: self.src_port(), len })
+        Some(Transmit {
+            dst,
+            src_port: self.src_port(),
+            len,
+        })
     }
 
     /// Whether RC flow rules allow the WQE at `idx` to send its next packet:
@@ -247,7 +266,13 @@ impl Qp {
             return Some(false);
         }
         if self.req.offset == 0 && (wqe.wr.flags.fence || wqe.needs_response()) {
-            let outstanding = self.req.sq.iter().take(idx).filter(|w| w.needs_response() && !w.done).count();
+            let outstanding = self
+                .req
+                .sq
+                .iter()
+                .take(idx)
+                .filter(|w| w.needs_response() && !w.done)
+                .count();
             if wqe.wr.flags.fence && outstanding > 0 {
                 return Some(false);
             }
@@ -259,15 +284,31 @@ impl Qp {
     }
 
     /// Headers of one request packet.
-    fn request_repr(&self, wqe: &SendWqe, psn: u32, offset: u64, pay_len: usize, first: bool, last: bool) -> Option<PacketRepr> {
-        let (opcode, reth, imm, ieth, atomic) = request_opcode(self.cfg.qp_type, &wqe.wr.op, first, last, wqe.len(), offset);
+    fn request_repr(
+        &self,
+        wqe: &SendWqe,
+        psn: u32,
+        offset: u64,
+        pay_len: usize,
+        first: bool,
+        last: bool,
+    ) -> Option<PacketRepr> {
+        let (opcode, reth, imm, ieth, atomic) =
+            request_opcode(self.cfg.qp_type, &wqe.wr.op, first, last, wqe.len(), offset);
         let reliable = self.cfg.qp_type == QpType::Rc;
         let ack_req = reliable && (last || self.req.noack_pkts + 1 >= MAX_PKTS_PER_ACK);
         let deth = match (self.cfg.qp_type, &wqe.wr.ud) {
             (QpType::Ud, Some(ud)) => {
                 // A Q_Key with the high bit set means "use the QP's own" (IBTA 10.2.5).
-                let qkey = if ud.remote_qkey & 0x8000_0000 != 0 { self.attrs.qkey } else { ud.remote_qkey };
-                Some(DethRepr { qkey, src_qpn: self.cfg.qpn })
+                let qkey = if ud.remote_qkey & 0x8000_0000 != 0 {
+                    self.attrs.qkey
+                } else {
+                    ud.remote_qkey
+                };
+                Some(DethRepr {
+                    qkey,
+                    src_qpn: self.cfg.qpn,
+                })
             }
             (QpType::Ud, None) => return None,
             _ => None,
@@ -306,7 +347,13 @@ impl Qp {
         if let Some(wqe) = self.req.sq.pop_front() {
             self.req.cur = self.req.cur.saturating_sub(1);
             if self.cfg.sq_sig_all || wqe.wr.flags.signaled {
-                let mut c = Completion::new(wqe.wr.wr_id, WcStatus::Success, wqe.wc_opcode(), WcQueue::Send, self.cfg.qpn);
+                let mut c = Completion::new(
+                    wqe.wr.wr_id,
+                    WcStatus::Success,
+                    wqe.wc_opcode(),
+                    WcQueue::Send,
+                    self.cfg.qpn,
+                );
                 c.byte_len = u32::try_from(wqe.len()).unwrap_or(u32::MAX);
                 self.completions.push_back(c);
             }
@@ -331,11 +378,24 @@ impl Qp {
     }
 }
 
-type OpcodeParts = (Opcode, Option<RethRepr>, Option<u32>, Option<u32>, Option<AtomicEthRepr>);
+type OpcodeParts = (
+    Opcode,
+    Option<RethRepr>,
+    Option<u32>,
+    Option<u32>,
+    Option<AtomicEthRepr>,
+);
 
 /// The opcode and extension headers of a request packet (IBTA table 38 and
 /// rxe's `next_opcode`).
-fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: u64, offset: u64) -> OpcodeParts {
+fn request_opcode(
+    qp_type: QpType,
+    op: &SendOp,
+    first: bool,
+    last: bool,
+    total: u64,
+    offset: u64,
+) -> OpcodeParts {
     use Opcode as O;
     let rc = qp_type == QpType::Rc;
     let pick = |rc_ops: [Opcode; 4], uc_ops: [Opcode; 4]| {
@@ -349,15 +409,35 @@ fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: 
     };
     let dma_len = u32::try_from(total).unwrap_or(u32::MAX);
     match *op {
-        SendOp::Send | SendOp::SendWithImm { .. } | SendOp::SendWithInv { .. } if qp_type == QpType::Ud => {
-            let imm = if let SendOp::SendWithImm { imm } = *op { Some(imm) } else { None };
-            let opcode = if imm.is_some() { O::UD_SEND_ONLY_WITH_IMMEDIATE } else { O::UD_SEND_ONLY };
+        SendOp::Send | SendOp::SendWithImm { .. } | SendOp::SendWithInv { .. }
+            if qp_type == QpType::Ud =>
+        {
+            let imm = if let SendOp::SendWithImm { imm } = *op {
+                Some(imm)
+            } else {
+                None
+            };
+            let opcode = if imm.is_some() {
+                O::UD_SEND_ONLY_WITH_IMMEDIATE
+            } else {
+                O::UD_SEND_ONLY
+            };
             (opcode, None, imm, None, None)
         }
         SendOp::Send => (
             pick(
-                [O::RC_SEND_FIRST, O::RC_SEND_MIDDLE, O::RC_SEND_LAST, O::RC_SEND_ONLY],
-                [O::UC_SEND_FIRST, O::UC_SEND_MIDDLE, O::UC_SEND_LAST, O::UC_SEND_ONLY],
+                [
+                    O::RC_SEND_FIRST,
+                    O::RC_SEND_MIDDLE,
+                    O::RC_SEND_LAST,
+                    O::RC_SEND_ONLY,
+                ],
+                [
+                    O::UC_SEND_FIRST,
+                    O::UC_SEND_MIDDLE,
+                    O::UC_SEND_LAST,
+                    O::UC_SEND_ONLY,
+                ],
             ),
             None,
             None,
@@ -366,8 +446,18 @@ fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: 
         ),
         SendOp::SendWithImm { imm } => (
             pick(
-                [O::RC_SEND_FIRST, O::RC_SEND_MIDDLE, O::RC_SEND_LAST_WITH_IMMEDIATE, O::RC_SEND_ONLY_WITH_IMMEDIATE],
-                [O::UC_SEND_FIRST, O::UC_SEND_MIDDLE, O::UC_SEND_LAST_WITH_IMMEDIATE, O::UC_SEND_ONLY_WITH_IMMEDIATE],
+                [
+                    O::RC_SEND_FIRST,
+                    O::RC_SEND_MIDDLE,
+                    O::RC_SEND_LAST_WITH_IMMEDIATE,
+                    O::RC_SEND_ONLY_WITH_IMMEDIATE,
+                ],
+                [
+                    O::UC_SEND_FIRST,
+                    O::UC_SEND_MIDDLE,
+                    O::UC_SEND_LAST_WITH_IMMEDIATE,
+                    O::UC_SEND_ONLY_WITH_IMMEDIATE,
+                ],
             ),
             None,
             last.then_some(imm),
@@ -376,8 +466,18 @@ fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: 
         ),
         SendOp::SendWithInv { rkey } => (
             pick(
-                [O::RC_SEND_FIRST, O::RC_SEND_MIDDLE, O::RC_SEND_LAST_WITH_INVALIDATE, O::RC_SEND_ONLY_WITH_INVALIDATE],
-                [O::UC_SEND_FIRST, O::UC_SEND_MIDDLE, O::UC_SEND_LAST, O::UC_SEND_ONLY],
+                [
+                    O::RC_SEND_FIRST,
+                    O::RC_SEND_MIDDLE,
+                    O::RC_SEND_LAST_WITH_INVALIDATE,
+                    O::RC_SEND_ONLY_WITH_INVALIDATE,
+                ],
+                [
+                    O::UC_SEND_FIRST,
+                    O::UC_SEND_MIDDLE,
+                    O::UC_SEND_LAST,
+                    O::UC_SEND_ONLY,
+                ],
             ),
             None,
             None,
@@ -386,15 +486,33 @@ fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: 
         ),
         SendOp::Write { remote_addr, rkey } => (
             pick(
-                [O::RC_RDMA_WRITE_FIRST, O::RC_RDMA_WRITE_MIDDLE, O::RC_RDMA_WRITE_LAST, O::RC_RDMA_WRITE_ONLY],
-                [O::UC_RDMA_WRITE_FIRST, O::UC_RDMA_WRITE_MIDDLE, O::UC_RDMA_WRITE_LAST, O::UC_RDMA_WRITE_ONLY],
+                [
+                    O::RC_RDMA_WRITE_FIRST,
+                    O::RC_RDMA_WRITE_MIDDLE,
+                    O::RC_RDMA_WRITE_LAST,
+                    O::RC_RDMA_WRITE_ONLY,
+                ],
+                [
+                    O::UC_RDMA_WRITE_FIRST,
+                    O::UC_RDMA_WRITE_MIDDLE,
+                    O::UC_RDMA_WRITE_LAST,
+                    O::UC_RDMA_WRITE_ONLY,
+                ],
             ),
-            first.then_some(RethRepr { va: remote_addr, rkey, dma_len }),
+            first.then_some(RethRepr {
+                va: remote_addr,
+                rkey,
+                dma_len,
+            }),
             None,
             None,
             None,
         ),
-        SendOp::WriteWithImm { remote_addr, rkey, imm } => (
+        SendOp::WriteWithImm {
+            remote_addr,
+            rkey,
+            imm,
+        } => (
             pick(
                 [
                     O::RC_RDMA_WRITE_FIRST,
@@ -409,7 +527,11 @@ fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: 
                     O::UC_RDMA_WRITE_ONLY_WITH_IMMEDIATE,
                 ],
             ),
-            first.then_some(RethRepr { va: remote_addr, rkey, dma_len }),
+            first.then_some(RethRepr {
+                va: remote_addr,
+                rkey,
+                dma_len,
+            }),
             last.then_some(imm),
             None,
             None,
@@ -425,19 +547,38 @@ fn request_opcode(qp_type: QpType, op: &SendOp, first: bool, last: bool, total: 
             None,
             None,
         ),
-        SendOp::CompareSwap { remote_addr, rkey, compare, swap } => (
+        SendOp::CompareSwap {
+            remote_addr,
+            rkey,
+            compare,
+            swap,
+        } => (
             O::RC_COMPARE_SWAP,
             None,
             None,
             None,
-            Some(AtomicEthRepr { va: remote_addr, rkey, swap_add: swap, compare }),
+            Some(AtomicEthRepr {
+                va: remote_addr,
+                rkey,
+                swap_add: swap,
+                compare,
+            }),
         ),
-        SendOp::FetchAdd { remote_addr, rkey, add } => (
+        SendOp::FetchAdd {
+            remote_addr,
+            rkey,
+            add,
+        } => (
             O::RC_FETCH_ADD,
             None,
             None,
             None,
-            Some(AtomicEthRepr { va: remote_addr, rkey, swap_add: add, compare: 0 }),
+            Some(AtomicEthRepr {
+                va: remote_addr,
+                rkey,
+                swap_add: add,
+                compare: 0,
+            }),
         ),
     }
 }

@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 
 use softverbs_wire::psn::{psn_add, psn_diff};
 use softverbs_wire::{
-    AckSyndrome, AethRepr, AtomicAckEthRepr, BthRepr, NakCode, OpKind, Opcode, OpcodeInfo, PacketRepr, Position,
-    TransportKind,
+    AckSyndrome, AethRepr, AtomicAckEthRepr, BthRepr, NakCode, OpKind, Opcode, OpcodeInfo,
+    PacketRepr, Position, TransportKind,
 };
 
 use crate::memory::{Access, AtomicOp, MemError, MemKey};
@@ -28,8 +28,16 @@ const ATOMIC_REPLAY_DEPTH: usize = 16;
 /// A message that spans several packets and is still arriving.
 #[derive(Debug)]
 enum OpenMsg {
-    Send { wqe: RecvWr, offset: u64 },
-    Write { va: u64, rkey: u32, dma_len: u32, offset: u64 },
+    Send {
+        wqe: RecvWr,
+        offset: u64,
+    },
+    Write {
+        va: u64,
+        rkey: u32,
+        dma_len: u32,
+        offset: u64,
+    },
 }
 
 /// An RDMA READ being answered.
@@ -54,9 +62,17 @@ impl ReadResp {
 /// Something the responder has to send, in PSN order.
 #[derive(Debug, Clone, Copy)]
 enum RespOut {
-    Ack { psn: u32, syndrome: AckSyndrome, msn: u32 },
+    Ack {
+        psn: u32,
+        syndrome: AckSyndrome,
+        msn: u32,
+    },
     Read(ReadResp),
-    Atomic { psn: u32, orig: u64, msn: u32 },
+    Atomic {
+        psn: u32,
+        orig: u64,
+        msn: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,20 +117,36 @@ impl ResponderState {
     }
 
     fn push_ack(&mut self, psn: u32, msn: u32) {
-        if let Some(RespOut::Ack { psn: p, syndrome: AckSyndrome::Ack { .. }, msn: m }) = self.out.back_mut() {
+        if let Some(RespOut::Ack {
+            psn: p,
+            syndrome: AckSyndrome::Ack { .. },
+            msn: m,
+        }) = self.out.back_mut()
+        {
             *p = psn; // coalesce: one cumulative ACK answers the burst
             *m = msn;
             return;
         }
-        self.out.push_back(RespOut::Ack { psn, syndrome: AckSyndrome::Ack { credit: 0x1f }, msn });
+        self.out.push_back(RespOut::Ack {
+            psn,
+            syndrome: AckSyndrome::Ack { credit: 0x1f },
+            msn,
+        });
     }
 
     fn push_nak(&mut self, psn: u32, syndrome: AckSyndrome) {
-        self.out.push_back(RespOut::Ack { psn, syndrome, msn: self.msn });
+        self.out.push_back(RespOut::Ack {
+            psn,
+            syndrome,
+            msn: self.msn,
+        });
     }
 
     fn active_reads(&self) -> usize {
-        self.out.iter().filter(|o| matches!(o, RespOut::Read(_))).count()
+        self.out
+            .iter()
+            .filter(|o| matches!(o, RespOut::Read(_)))
+            .count()
     }
 }
 
@@ -126,7 +158,10 @@ enum Outcome {
     NotReady,
     /// The request failed: NAK with `nak` (RC), and complete the receive WQE
     /// with `recv_status` if one was taken.
-    Fail { nak: NakCode, recv_status: Option<WcStatus> },
+    Fail {
+        nak: NakCode,
+        recv_status: Option<WcStatus>,
+    },
 }
 
 fn nak_for(e: MemError) -> NakCode {
@@ -139,7 +174,9 @@ fn nak_for(e: MemError) -> NakCode {
 impl Qp {
     /// Handle an incoming request packet.
     pub(crate) fn respond(&mut self, _now: Instant, pkt: &Incoming<'_>, ctx: &mut Ctx<'_>) {
-        let Ok(info) = pkt.repr.bth.opcode.info() else { return self.drop_request() };
+        let Ok(info) = pkt.repr.bth.opcode.info() else {
+            return self.drop_request();
+        };
         let want = match self.cfg.qp_type {
             QpType::Rc => TransportKind::Rc,
             QpType::Uc => TransportKind::Uc,
@@ -167,7 +204,8 @@ impl Qp {
             if !self.resp.nak_sent {
                 self.resp.nak_sent = true;
                 let epsn = self.resp.epsn;
-                self.resp.push_nak(epsn, AckSyndrome::Nak(NakCode::PsnSequenceError));
+                self.resp
+                    .push_nak(epsn, AckSyndrome::Nak(NakCode::PsnSequenceError));
             }
             return;
         }
@@ -200,7 +238,13 @@ impl Qp {
 
     fn complete_recv_error(&mut self, status: Option<WcStatus>) {
         if let (Some(status), Some(wqe)) = (status, self.resp.take_current_wqe()) {
-            let c = Completion::new(wqe.wr_id, status, WcOpcode::Recv, WcQueue::Recv, self.cfg.qpn);
+            let c = Completion::new(
+                wqe.wr_id,
+                status,
+                WcOpcode::Recv,
+                WcQueue::Recv,
+                self.cfg.qpn,
+            );
             self.push_completion(c);
         }
     }
@@ -211,7 +255,10 @@ impl Qp {
         match info.kind {
             OpKind::Send | OpKind::Write => {
                 // Acknowledge again: everything up to the last executed PSN.
-                let (last, msn) = (psn_add(self.resp.epsn, softverbs_wire::psn::PSN_MASK), self.resp.msn);
+                let (last, msn) = (
+                    psn_add(self.resp.epsn, softverbs_wire::psn::PSN_MASK),
+                    self.resp.msn,
+                );
                 self.resp.push_ack(last, msn);
             }
             OpKind::ReadRequest => {
@@ -219,13 +266,30 @@ impl Qp {
                 // asks only for what is missing).
                 let Some(reth) = pkt.repr.reth else { return };
                 let len = u64::from(reth.dma_len);
-                if len > 0 && ctx.mem.check(MemKey::Remote(reth.rkey), reth.va, len, false).is_err() {
+                if len > 0
+                    && ctx
+                        .mem
+                        .check(MemKey::Remote(reth.rkey), reth.va, len, false)
+                        .is_err()
+                {
                     return;
                 }
                 let mtu = self.attrs.path_mtu.bytes();
-                let read = ReadResp { va: reth.va, rkey: reth.rkey, len, psn0: psn, sent: 0, msn: self.resp.msn };
+                let read = ReadResp {
+                    va: reth.va,
+                    rkey: reth.rkey,
+                    len,
+                    psn0: psn,
+                    sent: 0,
+                    msn: self.resp.msn,
+                };
                 let existing = self.resp.out.iter_mut().find_map(|o| match o {
-                    RespOut::Read(r) if psn_diff(psn, r.psn0) >= 0 && psn_diff(psn, r.psn0) < r.npkts(mtu) as i32 => Some(r),
+                    RespOut::Read(r)
+                        if psn_diff(psn, r.psn0) >= 0
+                            && psn_diff(psn, r.psn0) < r.npkts(mtu) as i32 =>
+                    {
+                        Some(r)
+                    }
                     _ => None,
                 });
                 match existing {
@@ -235,7 +299,11 @@ impl Qp {
             }
             OpKind::CompareSwap | OpKind::FetchAdd => {
                 if let Some(a) = self.resp.atomics.iter().find(|a| a.psn == psn).copied() {
-                    self.resp.out.push_back(RespOut::Atomic { psn: a.psn, orig: a.orig, msn: a.msn });
+                    self.resp.out.push_back(RespOut::Atomic {
+                        psn: a.psn,
+                        orig: a.orig,
+                        msn: a.msn,
+                    });
                 }
             }
             _ => {}
@@ -244,7 +312,10 @@ impl Qp {
 
     /// Execute an in-order request packet (RC and UC).
     fn execute(&mut self, pkt: &Incoming<'_>, info: &OpcodeInfo, ctx: &mut Ctx<'_>) -> Outcome {
-        let invalid = Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: None };
+        let invalid = Outcome::Fail {
+            nak: NakCode::InvalidRequest,
+            recv_status: None,
+        };
         let mtu = self.attrs.path_mtu.bytes();
         let len = pkt.payload.len();
         let continuing = matches!(info.position, Position::Middle | Position::Last);
@@ -252,7 +323,8 @@ impl Qp {
         // message of the same kind; a first or only packet starts a new one.
         let open_kind_ok = match (&self.resp.open, info.kind) {
             (None, _) => !continuing,
-            (Some(OpenMsg::Send { .. }), OpKind::Send) | (Some(OpenMsg::Write { .. }), OpKind::Write) => continuing,
+            (Some(OpenMsg::Send { .. }), OpKind::Send)
+            | (Some(OpenMsg::Write { .. }), OpKind::Write) => continuing,
             _ => false,
         };
         if !open_kind_ok {
@@ -275,7 +347,12 @@ impl Qp {
         }
     }
 
-    fn execute_send(&mut self, pkt: &Incoming<'_>, info: &OpcodeInfo, ctx: &mut Ctx<'_>) -> Outcome {
+    fn execute_send(
+        &mut self,
+        pkt: &Incoming<'_>,
+        info: &OpcodeInfo,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
         let (wqe, offset) = match self.resp.open.take() {
             Some(OpenMsg::Send { wqe, offset }) => (wqe, offset),
             _ => match self.resp.spare.take().or_else(|| self.take_recv_wqe(ctx)) {
@@ -289,21 +366,33 @@ impl Qp {
                 _ => (NakCode::RemoteOperationalError, WcStatus::LocProtErr),
             };
             self.resp.open = Some(OpenMsg::Send { wqe, offset });
-            return Outcome::Fail { nak, recv_status: Some(status) };
+            return Outcome::Fail {
+                nak,
+                recv_status: Some(status),
+            };
         }
         let offset = offset + pkt.payload.len() as u64;
         if !matches!(info.position, Position::Last | Position::Only) {
             self.resp.open = Some(OpenMsg::Send { wqe, offset });
             return Outcome::Done(1);
         }
-        let mut c = Completion::new(wqe.wr_id, WcStatus::Success, WcOpcode::Recv, WcQueue::Recv, self.cfg.qpn);
+        let mut c = Completion::new(
+            wqe.wr_id,
+            WcStatus::Success,
+            WcOpcode::Recv,
+            WcQueue::Recv,
+            self.cfg.qpn,
+        );
         c.byte_len = u32::try_from(offset).unwrap_or(u32::MAX);
         c.imm = pkt.repr.immdt;
         c.solicited = pkt.repr.bth.solicited;
         if let Some(rkey) = pkt.repr.ieth {
             if ctx.mem.invalidate(rkey).is_err() {
                 self.resp.open = Some(OpenMsg::Send { wqe, offset });
-                return Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: Some(WcStatus::LocProtErr) };
+                return Outcome::Fail {
+                    nak: NakCode::InvalidRequest,
+                    recv_status: Some(WcStatus::LocProtErr),
+                };
             }
             c.invalidated_rkey = Some(rkey);
         }
@@ -312,27 +401,66 @@ impl Qp {
         Outcome::Done(1)
     }
 
-    fn execute_write(&mut self, pkt: &Incoming<'_>, info: &OpcodeInfo, ctx: &mut Ctx<'_>) -> Outcome {
+    fn execute_write(
+        &mut self,
+        pkt: &Incoming<'_>,
+        info: &OpcodeInfo,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
         if !self.attrs.access.contains(Access::REMOTE_WRITE) {
-            return Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: None };
+            return Outcome::Fail {
+                nak: NakCode::InvalidRequest,
+                recv_status: None,
+            };
         }
         let (va, rkey, dma_len, offset) = match (self.resp.open.take(), pkt.repr.reth) {
-            (Some(OpenMsg::Write { va, rkey, dma_len, offset }), _) => (va, rkey, dma_len, offset),
+            (
+                Some(OpenMsg::Write {
+                    va,
+                    rkey,
+                    dma_len,
+                    offset,
+                }),
+                _,
+            ) => (va, rkey, dma_len, offset),
             (_, Some(reth)) => {
-                let check = ctx.mem.check(MemKey::Remote(reth.rkey), reth.va, u64::from(reth.dma_len), true);
+                let check = ctx.mem.check(
+                    MemKey::Remote(reth.rkey),
+                    reth.va,
+                    u64::from(reth.dma_len),
+                    true,
+                );
                 if reth.dma_len > 0 && check.is_err() {
-                    return Outcome::Fail { nak: NakCode::RemoteAccessError, recv_status: None };
+                    return Outcome::Fail {
+                        nak: NakCode::RemoteAccessError,
+                        recv_status: None,
+                    };
                 }
                 (reth.va, reth.rkey, reth.dma_len, 0)
             }
-            _ => return Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: None },
+            _ => {
+                return Outcome::Fail {
+                    nak: NakCode::InvalidRequest,
+                    recv_status: None,
+                }
+            }
         };
-        let reopen = |this: &mut Qp| this.resp.open = Some(OpenMsg::Write { va, rkey, dma_len, offset });
+        let reopen = |this: &mut Qp| {
+            this.resp.open = Some(OpenMsg::Write {
+                va,
+                rkey,
+                dma_len,
+                offset,
+            })
+        };
         let len = pkt.payload.len() as u64;
         let end = offset + len;
         let last = matches!(info.position, Position::Last | Position::Only);
         if end > u64::from(dma_len) || (last && end != u64::from(dma_len)) {
-            return Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: None };
+            return Outcome::Fail {
+                nak: NakCode::InvalidRequest,
+                recv_status: None,
+            };
         }
         // WRITE with immediate consumes a receive WQE: find it before
         // touching memory, so an RNR NAK leaves nothing half done.
@@ -348,16 +476,33 @@ impl Qp {
             None
         };
         if len > 0 {
-            if let Err(e) = ctx.mem.write(MemKey::Remote(rkey), va.wrapping_add(offset), pkt.payload) {
-                return Outcome::Fail { nak: nak_for(e), recv_status: None };
+            if let Err(e) =
+                ctx.mem
+                    .write(MemKey::Remote(rkey), va.wrapping_add(offset), pkt.payload)
+            {
+                return Outcome::Fail {
+                    nak: nak_for(e),
+                    recv_status: None,
+                };
             }
         }
         if !last {
-            self.resp.open = Some(OpenMsg::Write { va, rkey, dma_len, offset: end });
+            self.resp.open = Some(OpenMsg::Write {
+                va,
+                rkey,
+                dma_len,
+                offset: end,
+            });
             return Outcome::Done(1);
         }
         if let Some(wqe) = wqe {
-            let mut c = Completion::new(wqe.wr_id, WcStatus::Success, WcOpcode::RecvRdmaWithImm, WcQueue::Recv, self.cfg.qpn);
+            let mut c = Completion::new(
+                wqe.wr_id,
+                WcStatus::Success,
+                WcOpcode::RecvRdmaWithImm,
+                WcQueue::Recv,
+                self.cfg.qpn,
+            );
             c.byte_len = dma_len;
             c.imm = pkt.repr.immdt;
             c.solicited = pkt.repr.bth.solicited;
@@ -368,8 +513,13 @@ impl Qp {
     }
 
     fn execute_read(&mut self, pkt: &Incoming<'_>, ctx: &mut Ctx<'_>) -> Outcome {
-        let invalid = Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: None };
-        let Some(reth) = pkt.repr.reth else { return invalid };
+        let invalid = Outcome::Fail {
+            nak: NakCode::InvalidRequest,
+            recv_status: None,
+        };
+        let Some(reth) = pkt.repr.reth else {
+            return invalid;
+        };
         if !self.attrs.access.contains(Access::REMOTE_READ) {
             return invalid;
         }
@@ -378,37 +528,76 @@ impl Qp {
         }
         let len = u64::from(reth.dma_len);
         if len > 0 {
-            if let Err(e) = ctx.mem.check(MemKey::Remote(reth.rkey), reth.va, len, false) {
-                return Outcome::Fail { nak: nak_for(e), recv_status: None };
+            if let Err(e) = ctx
+                .mem
+                .check(MemKey::Remote(reth.rkey), reth.va, len, false)
+            {
+                return Outcome::Fail {
+                    nak: nak_for(e),
+                    recv_status: None,
+                };
             }
         }
         self.resp.msn = (self.resp.msn + 1) & softverbs_wire::psn::PSN_MASK;
-        let read = ReadResp { va: reth.va, rkey: reth.rkey, len, psn0: pkt.repr.bth.psn, sent: 0, msn: self.resp.msn };
+        let read = ReadResp {
+            va: reth.va,
+            rkey: reth.rkey,
+            len,
+            psn0: pkt.repr.bth.psn,
+            sent: 0,
+            msn: self.resp.msn,
+        };
         self.resp.out.push_back(RespOut::Read(read));
         Outcome::Done(read.npkts(self.attrs.path_mtu.bytes()))
     }
 
-    fn execute_atomic(&mut self, pkt: &Incoming<'_>, info: &OpcodeInfo, ctx: &mut Ctx<'_>) -> Outcome {
-        let invalid = Outcome::Fail { nak: NakCode::InvalidRequest, recv_status: None };
-        let Some(a) = pkt.repr.atomic_eth else { return invalid };
+    fn execute_atomic(
+        &mut self,
+        pkt: &Incoming<'_>,
+        info: &OpcodeInfo,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let invalid = Outcome::Fail {
+            nak: NakCode::InvalidRequest,
+            recv_status: None,
+        };
+        let Some(a) = pkt.repr.atomic_eth else {
+            return invalid;
+        };
         if !self.attrs.access.contains(Access::REMOTE_ATOMIC) || a.va % 8 != 0 {
             return invalid;
         }
         let op = match info.kind {
-            OpKind::CompareSwap => AtomicOp::CompareSwap { compare: a.compare, swap: a.swap_add },
+            OpKind::CompareSwap => AtomicOp::CompareSwap {
+                compare: a.compare,
+                swap: a.swap_add,
+            },
             _ => AtomicOp::FetchAdd { add: a.swap_add },
         };
         let orig = match ctx.mem.atomic(a.rkey, a.va, op) {
             Ok(v) => v,
-            Err(e) => return Outcome::Fail { nak: nak_for(e), recv_status: None },
+            Err(e) => {
+                return Outcome::Fail {
+                    nak: nak_for(e),
+                    recv_status: None,
+                }
+            }
         };
         self.resp.msn = (self.resp.msn + 1) & softverbs_wire::psn::PSN_MASK;
-        let replay = AtomicReplay { psn: pkt.repr.bth.psn, orig, msn: self.resp.msn };
+        let replay = AtomicReplay {
+            psn: pkt.repr.bth.psn,
+            orig,
+            msn: self.resp.msn,
+        };
         if self.resp.atomics.len() >= ATOMIC_REPLAY_DEPTH {
             self.resp.atomics.pop_front();
         }
         self.resp.atomics.push_back(replay);
-        self.resp.out.push_back(RespOut::Atomic { psn: replay.psn, orig, msn: replay.msn });
+        self.resp.out.push_back(RespOut::Atomic {
+            psn: replay.psn,
+            orig,
+            msn: replay.msn,
+        });
         Outcome::Done(1)
     }
 
@@ -448,7 +637,9 @@ impl Qp {
     /// UD: one-packet messages; the Q_Key must match; the network header
     /// fills the first 40 bytes of the receive buffer.
     fn respond_ud(&mut self, pkt: &Incoming<'_>, ctx: &mut Ctx<'_>) {
-        let Some(deth) = pkt.repr.deth else { return self.drop_request() };
+        let Some(deth) = pkt.repr.deth else {
+            return self.drop_request();
+        };
         if deth.qkey != self.attrs.qkey {
             return self.drop_request();
         }
@@ -456,12 +647,19 @@ impl Qp {
             self.counters.lost_msgs += 1;
             return;
         };
-        let mut c = Completion::new(wqe.wr_id, WcStatus::Success, WcOpcode::Recv, WcQueue::Recv, self.cfg.qpn);
+        let mut c = Completion::new(
+            wqe.wr_id,
+            WcStatus::Success,
+            WcOpcode::Recv,
+            WcQueue::Recv,
+            self.cfg.qpn,
+        );
         let total = 40 + pkt.payload.len() as u64;
         let result = if crate::wr::sgl_len(&wqe.sgl) < total {
             Err(MemError::OutOfBounds)
         } else {
-            sgl::scatter(ctx.mem, &wqe.sgl, 0, pkt.network_header).and_then(|()| sgl::scatter(ctx.mem, &wqe.sgl, 40, pkt.payload))
+            sgl::scatter(ctx.mem, &wqe.sgl, 0, pkt.network_header)
+                .and_then(|()| sgl::scatter(ctx.mem, &wqe.sgl, 40, pkt.payload))
         };
         match result {
             Ok(()) => {
@@ -478,7 +676,12 @@ impl Qp {
     }
 
     /// The next response packet (ACK, NAK, READ response, atomic ACK).
-    pub(crate) fn respond_transmit(&mut self, _now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<Transmit> {
+    pub(crate) fn respond_transmit(
+        &mut self,
+        _now: Instant,
+        ctx: &mut Ctx<'_>,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
         if self.cfg.qp_type != QpType::Rc {
             return None;
         }
@@ -524,7 +727,10 @@ impl Qp {
                 bth.opcode = Opcode::RC_ATOMIC_ACKNOWLEDGE;
                 bth.psn = psn;
                 repr.bth = bth;
-                repr.aeth = Some(AethRepr { syndrome: AckSyndrome::Ack { credit: 0x1f }, msn });
+                repr.aeth = Some(AethRepr {
+                    syndrome: AckSyndrome::Ack { credit: 0x1f },
+                    msn,
+                });
                 repr.atomic_ack_eth = Some(AtomicAckEthRepr { orig });
                 let len = repr.buffer_len();
                 repr.emit_headers(&mut buf[..len]);
@@ -546,16 +752,24 @@ impl Qp {
                 repr.bth = bth;
                 repr.payload_len = pay;
                 if first || last {
-                    repr.aeth = Some(AethRepr { syndrome: AckSyndrome::Ack { credit: 0x1f }, msn: r.msn });
+                    repr.aeth = Some(AethRepr {
+                        syndrome: AckSyndrome::Ack { credit: 0x1f },
+                        msn: r.msn,
+                    });
                 }
                 let hdr = repr.header_len();
                 let len = repr.buffer_len();
-                let read = ctx.mem.read(MemKey::Remote(r.rkey), r.va.wrapping_add(r.sent), &mut buf[hdr..hdr + pay]);
+                let read = ctx.mem.read(
+                    MemKey::Remote(r.rkey),
+                    r.va.wrapping_add(r.sent),
+                    &mut buf[hdr..hdr + pay],
+                );
                 if pay > 0 && read.is_err() {
                     // The region went away under the READ.
                     let psn = bth.psn;
                     self.fail();
-                    self.resp.push_nak(psn, AckSyndrome::Nak(NakCode::RemoteAccessError));
+                    self.resp
+                        .push_nak(psn, AckSyndrome::Nak(NakCode::RemoteAccessError));
                     return None;
                 }
                 repr.emit_headers(&mut buf[..len]);
@@ -568,6 +782,10 @@ impl Qp {
             }
         };
         let _ = QpState::Err;
-        Some(Transmit { dst: self.attrs.dgid, src_port: self.src_port(), len })
+        Some(Transmit {
+            dst: self.attrs.dgid,
+            src_port: self.src_port(),
+            len,
+        })
     }
 }

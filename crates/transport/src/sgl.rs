@@ -5,18 +5,29 @@ use crate::wr::{Payload, Sge};
 
 /// Copy `dst.len()` bytes starting `offset` bytes into the payload.
 /// The caller guarantees `offset + dst.len() <= payload.len()`.
-pub(crate) fn gather(mem: &dyn Memory, payload: &Payload, offset: u64, dst: &mut [u8]) -> Result<(), MemError> {
+pub(crate) fn gather(
+    mem: &dyn Memory,
+    payload: &Payload,
+    offset: u64,
+    dst: &mut [u8],
+) -> Result<(), MemError> {
     match payload {
         Payload::Inline(data) => {
             let start = usize::try_from(offset).map_err(|_| MemError::OutOfBounds)?;
-            let src = data.get(start..start + dst.len()).ok_or(MemError::OutOfBounds)?;
+            let src = data
+                .get(start..start + dst.len())
+                .ok_or(MemError::OutOfBounds)?;
             dst.copy_from_slice(src);
             Ok(())
         }
         Payload::Sgl(sgl) => {
             let mut done = 0;
             for (sge, at, n) in walk(sgl, offset, dst.len()) {
-                mem.read(MemKey::Local(sge.lkey), sge.addr + at, &mut dst[done..done + n])?;
+                mem.read(
+                    MemKey::Local(sge.lkey),
+                    sge.addr + at,
+                    &mut dst[done..done + n],
+                )?;
                 done += n;
             }
             if done == dst.len() {
@@ -30,7 +41,12 @@ pub(crate) fn gather(mem: &dyn Memory, payload: &Payload, offset: u64, dst: &mut
 
 /// Copy `src` into the scatter list starting `offset` bytes in. Fails with
 /// `OutOfBounds` (a length error for the caller) if the list is too short.
-pub(crate) fn scatter(mem: &mut dyn Memory, sgl: &[Sge], offset: u64, src: &[u8]) -> Result<(), MemError> {
+pub(crate) fn scatter(
+    mem: &mut dyn Memory,
+    sgl: &[Sge],
+    offset: u64,
+    src: &[u8],
+) -> Result<(), MemError> {
     let mut done = 0;
     for (sge, at, n) in walk(sgl, offset, src.len()) {
         mem.write(MemKey::Local(sge.lkey), sge.addr + at, &src[done..done + n])?;
@@ -71,9 +87,21 @@ mod tests {
     #[test]
     fn walk_spans_sges() {
         let sgl = [
-            Sge { addr: 100, length: 4, lkey: 1 },
-            Sge { addr: 200, length: 4, lkey: 2 },
-            Sge { addr: 300, length: 4, lkey: 3 },
+            Sge {
+                addr: 100,
+                length: 4,
+                lkey: 1,
+            },
+            Sge {
+                addr: 200,
+                length: 4,
+                lkey: 2,
+            },
+            Sge {
+                addr: 300,
+                length: 4,
+                lkey: 3,
+            },
         ];
         let v: Vec<_> = walk(&sgl, 2, 7).map(|(s, at, n)| (s.lkey, at, n)).collect();
         assert_eq!(v, vec![(1, 2, 2), (2, 0, 4), (3, 0, 1)]);

@@ -128,7 +128,13 @@ pub struct Completion {
 }
 
 impl Completion {
-    pub(crate) fn new(wr_id: u64, status: WcStatus, opcode: WcOpcode, queue: WcQueue, qp_num: u32) -> Self {
+    pub(crate) fn new(
+        wr_id: u64,
+        status: WcStatus,
+        opcode: WcOpcode,
+        queue: WcQueue,
+        qp_num: u32,
+    ) -> Self {
         Completion {
             wr_id,
             status,

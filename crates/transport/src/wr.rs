@@ -84,7 +84,10 @@ impl SendOp {
     /// True for operations that read remote memory (READ and atomics): they
     /// count against `max_rd_atomic` and are stopped by a fence.
     pub fn is_read_or_atomic(&self) -> bool {
-        matches!(self, SendOp::Read { .. } | SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. })
+        matches!(
+            self,
+            SendOp::Read { .. } | SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. }
+        )
     }
 
     /// True for the atomics.
