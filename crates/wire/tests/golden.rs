@@ -351,3 +351,26 @@ fn pcapng_and_cooked_captures_give_the_same_packets() {
     assert!(err.is_some());
     assert!(read_frames(b"not a capture at all").is_err());
 }
+
+/// Writes every golden UDP payload to `$SOFTVERBS_FUZZ_CORPUS` (one file
+/// per packet) as the seed corpus of the `packet` fuzz target; see
+/// `fuzz/README.md`.
+#[test]
+#[ignore = "writes files; run on demand to seed the fuzz corpus"]
+fn export_fuzz_seeds() {
+    let dir = PathBuf::from(
+        std::env::var_os("SOFTVERBS_FUZZ_CORPUS").expect("set SOFTVERBS_FUZZ_CORPUS"),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seen = BTreeSet::new();
+    let Some(_) = for_each_roce(|_, _, rf| {
+        // One seed per (opcode, length), which keeps the corpus small.
+        if seen.insert((rf.ib[0], rf.ib.len())) {
+            let path = dir.join(format!("golden-{:02x}-{}", rf.ib[0], rf.ib.len()));
+            std::fs::write(path, rf.ib).unwrap();
+        }
+    }) else {
+        return;
+    };
+    eprintln!("wrote {} seeds to {}", seen.len(), dir.display());
+}
