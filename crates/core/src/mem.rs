@@ -1,0 +1,293 @@
+//! Memory that a device may read and write: page-aligned owned blocks and
+//! (behind `unsafe`) raw user memory.
+//!
+//! A registered region keeps its [`Backing`] alive: the device holds an
+//! `Arc` of the block, so dropping the user's handle cannot free memory the
+//! device may still touch. Accesses to a [`MemBlock`] take its lock, so a
+//! device write and a user read never race.
+
+#![allow(unsafe_code)]
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ptr::NonNull;
+use std::sync::{Arc, RwLock};
+
+/// The page size of registered memory.
+pub const PAGE_SIZE: usize = 4096;
+
+/// A page-aligned, zero-initialised block of memory shared between the
+/// application and a device.
+///
+/// ```
+/// use softverbs_core::mem::MemBlock;
+/// let block = MemBlock::new(8192);
+/// block.write(10, b"hello").unwrap();
+/// let mut out = [0u8; 5];
+/// block.read(10, &mut out).unwrap();
+/// assert_eq!(&out, b"hello");
+/// assert_eq!(block.addr() % 4096, 0);
+/// ```
+pub struct MemBlock {
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+    /// Guards every access to the bytes.
+    lock: RwLock<()>,
+}
+
+// SAFETY: the block owns its allocation exclusively; all access to the bytes
+// goes through `lock`, so sharing `&MemBlock` across threads cannot race.
+unsafe impl Send for MemBlock {}
+// SAFETY: as above: readers take the read lock, writers the write lock.
+unsafe impl Sync for MemBlock {}
+
+/// An access outside a block or region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBounds;
+
+impl MemBlock {
+    /// A zeroed block of `len` bytes (at least one page is allocated).
+    ///
+    /// # Panics
+    /// If the allocation fails (as `Vec` does).
+    pub fn new(len: usize) -> Self {
+        let size = len.max(1).next_multiple_of(PAGE_SIZE);
+        let layout = Layout::from_size_align(size, PAGE_SIZE).expect("page-aligned layout");
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        MemBlock {
+            ptr,
+            len,
+            layout,
+            lock: RwLock::new(()),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the block is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of the first byte: the virtual address a region over the
+    /// whole block has.
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
+    fn range(&self, off: usize, n: usize) -> Result<(), OutOfBounds> {
+        match off.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(OutOfBounds),
+        }
+    }
+
+    /// Copy bytes out of the block.
+    pub fn read(&self, off: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
+        self.range(off, dst.len())?;
+        let _g = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the range is inside the allocation (checked above) and no
+        // writer holds the lock.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        };
+        Ok(())
+    }
+
+    /// Copy bytes into the block.
+    pub fn write(&self, off: usize, src: &[u8]) -> Result<(), OutOfBounds> {
+        self.range(off, src.len())?;
+        let _g = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: in bounds (checked), exclusive under the write lock, and
+        // `src` cannot alias the block (we never hand out `&[u8]` into it
+        // outside the lock).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(off), src.len())
+        };
+        Ok(())
+    }
+
+    /// Run `f` on the whole block for reading.
+    pub fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let _g = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the allocation holds `len` initialised bytes; no writer
+        // holds the lock while the slice lives.
+        f(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) })
+    }
+
+    /// Run `f` on the whole block for writing.
+    pub fn with_mut<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let _g = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: exclusive under the write lock; `len` initialised bytes.
+        f(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
+    }
+}
+
+impl Drop for MemBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+impl std::fmt::Debug for MemBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemBlock({:#x}, {} bytes)", self.addr(), self.len)
+    }
+}
+
+/// Memory the application vouches for (`ibv_reg_mr` on a raw pointer).
+#[derive(Debug, Clone, Copy)]
+pub struct RawMem {
+    ptr: usize,
+    len: usize,
+}
+
+impl RawMem {
+    /// Describe `len` bytes at `ptr`.
+    ///
+    /// # Safety
+    /// The memory must stay valid for reads and writes, and must not be
+    /// accessed by the application while the device may access it, until
+    /// every region registered over it has been deregistered.
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
+        RawMem {
+            ptr: ptr as usize,
+            len,
+        }
+    }
+}
+
+/// What a memory region is backed by.
+#[derive(Debug, Clone)]
+pub enum Backing {
+    /// A block shared with the application.
+    Block(Arc<MemBlock>),
+    /// Raw memory, valid by the registrant's promise.
+    Raw(RawMem),
+}
+
+impl Backing {
+    /// The address of the first byte.
+    pub fn addr(&self) -> u64 {
+        match self {
+            Backing::Block(b) => b.addr(),
+            Backing::Raw(r) => r.ptr as u64,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Backing::Block(b) => b.len(),
+            Backing::Raw(r) => r.len,
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copy out `dst.len()` bytes at offset `off`.
+    pub fn read(&self, off: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
+        match self {
+            Backing::Block(b) => b.read(off, dst),
+            Backing::Raw(r) => {
+                check(off, dst.len(), r.len)?;
+                // SAFETY: in bounds; validity is the registrant's contract
+                // (`RawMem::new`).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        (r.ptr as *const u8).add(off),
+                        dst.as_mut_ptr(),
+                        dst.len(),
+                    )
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// Copy `src` in at offset `off`.
+    pub fn write(&self, off: usize, src: &[u8]) -> Result<(), OutOfBounds> {
+        match self {
+            Backing::Block(b) => b.write(off, src),
+            Backing::Raw(r) => {
+                check(off, src.len(), r.len)?;
+                // SAFETY: in bounds; validity is the registrant's contract.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        (r.ptr as *mut u8).add(off),
+                        src.len(),
+                    )
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// Read-modify-write the native-endian u64 at `off` (8-byte aligned by
+    /// the caller), returning the old value. The closure gives the new one.
+    pub fn update_u64(&self, off: usize, f: impl FnOnce(u64) -> u64) -> Result<u64, OutOfBounds> {
+        let mut cell = [0u8; 8];
+        match self {
+            Backing::Block(b) => {
+                b.range(off, 8)?;
+                b.with_mut(|bytes| {
+                    cell.copy_from_slice(&bytes[off..off + 8]);
+                    let old = u64::from_ne_bytes(cell);
+                    bytes[off..off + 8].copy_from_slice(&f(old).to_ne_bytes());
+                    Ok(old)
+                })
+            }
+            Backing::Raw(_) => {
+                self.read(off, &mut cell)?;
+                let old = u64::from_ne_bytes(cell);
+                self.write(off, &f(old).to_ne_bytes())?;
+                Ok(old)
+            }
+        }
+    }
+}
+
+fn check(off: usize, n: usize, len: usize) -> Result<(), OutOfBounds> {
+    match off.checked_add(n) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(OutOfBounds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        let b = MemBlock::new(10);
+        assert_eq!(b.write(8, &[1, 2, 3]), Err(OutOfBounds));
+        assert_eq!(b.read(usize::MAX, &mut [0]), Err(OutOfBounds));
+        assert!(b.write(7, &[1, 2, 3]).is_ok());
+    }
+
+    #[test]
+    fn update_u64_on_both_backings() {
+        let b = Arc::new(MemBlock::new(16));
+        let back = Backing::Block(b.clone());
+        assert_eq!(back.update_u64(8, |v| v + 5).unwrap(), 0);
+        assert_eq!(back.update_u64(8, |v| v * 2).unwrap(), 5);
+        let mut raw = vec![0u8; 16];
+        // SAFETY: `raw` outlives `r` and is not touched while `r` is used.
+        let r = Backing::Raw(unsafe { RawMem::new(raw.as_mut_ptr(), raw.len()) });
+        r.update_u64(0, |_| 7).unwrap();
+        assert_eq!(r.update_u64(16, |v| v), Err(OutOfBounds));
+        drop(r);
+        assert_eq!(u64::from_ne_bytes(raw[..8].try_into().unwrap()), 7);
+    }
+}
