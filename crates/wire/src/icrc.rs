@@ -56,6 +56,9 @@ const BTH_MASK: [u8; 5] = [0, 0, 0, 0, 0xff];
 /// with options, or IPv6, told apart by the version nibble; any other
 /// version is hashed unmasked), its UDP header and the packet without the
 /// ICRC. Never panics; a BTH shorter than 12 bytes is hashed as it is.
+///
+/// IPv4 options, if any, are covered unmasked (rxe itself always sends
+/// IHL 5 and only ever hashes a 20-byte header).
 pub fn compute(ip_header: &[u8], udp_header: &[u8; 8], ib_without_icrc: &[u8]) -> u32 {
     let mut h = Hasher::new();
     h.update(&[0xff; 8]);

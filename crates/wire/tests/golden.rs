@@ -8,9 +8,9 @@
 //! `SOFTVERBS_PCAPS` points. Missing captures fail the test unless
 //! `SOFTVERBS_ALLOW_NO_PCAPS=1`.
 
-mod pcap_reader;
+mod common;
 
-use pcap_reader::read_frames;
+use common::read_frames;
 use softverbs_wire::icrc::{self, Endpoints};
 use softverbs_wire::ip::{rc_udp_src_port, roce_from_frame, ud_udp_src_port, RoceFrame};
 use softverbs_wire::{Opcode, PacketRepr, TransportKind};
