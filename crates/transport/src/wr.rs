@@ -165,3 +165,80 @@ pub struct RecvWr {
     /// Where incoming data lands.
     pub sgl: Vec<Sge>,
 }
+
+impl SendWr {
+    fn with(wr_id: u64, op: SendOp, payload: Payload) -> Self {
+        SendWr { wr_id, op, payload, flags: SendFlags::default(), ud: None }
+    }
+
+    /// A SEND of the bytes `sge` names.
+    pub fn send(wr_id: u64, sge: Sge) -> Self {
+        Self::with(wr_id, SendOp::Send, Payload::Sgl(vec![sge]))
+    }
+
+    /// A SEND with immediate data.
+    pub fn send_with_imm(wr_id: u64, sge: Sge, imm: u32) -> Self {
+        Self::with(wr_id, SendOp::SendWithImm { imm }, Payload::Sgl(vec![sge]))
+    }
+
+    /// A SEND of bytes copied now (`IBV_SEND_INLINE`).
+    pub fn send_inline(wr_id: u64, data: &[u8]) -> Self {
+        Self::with(wr_id, SendOp::Send, Payload::Inline(data.to_vec()))
+    }
+
+    /// An RDMA WRITE of `sge` to `remote_addr` under `rkey`.
+    pub fn write(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32) -> Self {
+        Self::with(wr_id, SendOp::Write { remote_addr, rkey }, Payload::Sgl(vec![sge]))
+    }
+
+    /// An RDMA WRITE with immediate data.
+    pub fn write_with_imm(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32, imm: u32) -> Self {
+        Self::with(wr_id, SendOp::WriteWithImm { remote_addr, rkey, imm }, Payload::Sgl(vec![sge]))
+    }
+
+    /// An RDMA READ from `remote_addr` under `rkey` into `sge`.
+    pub fn read(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32) -> Self {
+        Self::with(wr_id, SendOp::Read { remote_addr, rkey }, Payload::Sgl(vec![sge]))
+    }
+
+    /// A compare-and-swap; the original value lands in the 8 bytes of `sge`.
+    pub fn compare_swap(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32, compare: u64, swap: u64) -> Self {
+        Self::with(wr_id, SendOp::CompareSwap { remote_addr, rkey, compare, swap }, Payload::Sgl(vec![sge]))
+    }
+
+    /// A fetch-and-add; the original value lands in the 8 bytes of `sge`.
+    pub fn fetch_add(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32, add: u64) -> Self {
+        Self::with(wr_id, SendOp::FetchAdd { remote_addr, rkey, add }, Payload::Sgl(vec![sge]))
+    }
+
+    /// Ask for a completion (`IBV_SEND_SIGNALED`).
+    pub fn signaled(mut self) -> Self {
+        self.flags.signaled = true;
+        self
+    }
+
+    /// Set the solicited-event bit (`IBV_SEND_SOLICITED`).
+    pub fn solicited(mut self) -> Self {
+        self.flags.solicited = true;
+        self
+    }
+
+    /// Wait for earlier READs and atomics (`IBV_SEND_FENCE`).
+    pub fn fenced(mut self) -> Self {
+        self.flags.fence = true;
+        self
+    }
+
+    /// Address a UD datagram.
+    pub fn to(mut self, dest: UdDest) -> Self {
+        self.ud = Some(dest);
+        self
+    }
+}
+
+impl RecvWr {
+    /// A receive into the bytes `sge` names.
+    pub fn new(wr_id: u64, sge: Sge) -> Self {
+        RecvWr { wr_id, sgl: vec![sge] }
+    }
+}
