@@ -15,6 +15,7 @@ pub mod driver;
 mod error;
 pub mod events;
 pub mod mem;
+pub mod qp_rules;
 pub mod uapi;
 
 pub use error::{Result, VerbsError};
