@@ -82,7 +82,7 @@ pub mod mask {
     /// `IBV_QP_DEST_QPN`.
     pub const DEST_QPN: u32 = 1 << 20;
     /// Every bit this version knows.
-    pub const ALL: u32 = (1 << 19) - 1 | DEST_QPN;
+    pub const ALL: u32 = ((1 << 19) - 1) | DEST_QPN;
 
     /// Each bit with the name of its `ibv_qp_attr` field, in mask order.
     pub const NAMES: [(u32, &str); 20] = [
