@@ -62,6 +62,9 @@ pub struct SimArgs {
     /// Most work requests outstanding per pair.
     #[arg(long, default_value_t = 8)]
     pub window: usize,
+    /// Receive WQEs each responder keeps posted.
+    #[arg(long, default_value_t = 16)]
+    pub recv_depth: usize,
     /// Probability that a consumed receive is reposted late (exercises RNR).
     #[arg(long, default_value_t = 0.0)]
     pub rnr: f64,
@@ -77,9 +80,18 @@ pub struct SimArgs {
 impl SimArgs {
     /// The simulator config for `seed`.
     fn config(&self, seed: u64) -> anyhow::Result<SimConfig> {
-        let mtu = Mtu::from_bytes(self.mtu).with_context(|| format!("--mtu {} is not 256, 512, 1024, 2048 or 4096", self.mtu))?;
-        let ops: Ops = self.ops.parse().map_err(anyhow::Error::msg).context("--ops")?;
-        let transport: TransportMix = self.transport.parse().map_err(anyhow::Error::msg).context("--transport")?;
+        let mtu = Mtu::from_bytes(self.mtu)
+            .with_context(|| format!("--mtu {} is not 256, 512, 1024, 2048 or 4096", self.mtu))?;
+        let ops: Ops = self
+            .ops
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("--ops")?;
+        let transport: TransportMix = self
+            .transport
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("--transport")?;
         if !(self.delay_us.is_finite() && self.delay_us >= 0.0) {
             bail!("--delay-us must be a non-negative number of microseconds");
         }
@@ -99,6 +111,7 @@ impl SimArgs {
             ops,
             transport,
             window: self.window,
+            recv_depth: self.recv_depth,
             rnr: self.rnr,
             timeout: self.timeout,
             ..SimConfig::default()
@@ -127,6 +140,9 @@ impl SimArgs {
         );
         if let Some(m) = self.max_msg {
             cmd += &format!(" --max-msg {m}");
+        }
+        if self.recv_depth != 16 {
+            cmd += &format!(" --recv-depth {}", self.recv_depth);
         }
         if self.rnr > 0.0 {
             cmd += &format!(" --rnr {}", self.rnr);
@@ -191,7 +207,11 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        let out = if args.seeds == 1 { serde_json::to_string_pretty(&reports[0])? } else { serde_json::to_string_pretty(&reports)? };
+        let out = if args.seeds == 1 {
+            serde_json::to_string_pretty(&reports[0])?
+        } else {
+            serde_json::to_string_pretty(&reports)?
+        };
         println!("{out}");
     } else if args.seeds > 1 {
         println!(
@@ -213,7 +233,10 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
 
 /// Replay the failing seed with tracing on, to attach the last events.
 fn with_trace(cfg: &SimConfig, breach: Breach) -> Breach {
-    let traced = SimConfig { trace: TRACE_LINES, ..cfg.clone() };
+    let traced = SimConfig {
+        trace: TRACE_LINES,
+        ..cfg.clone()
+    };
     match softverbs_sim::run(&traced) {
         Err(b) if b.invariant == breach.invariant && b.at_ns == breach.at_ns => b,
         _ => breach,

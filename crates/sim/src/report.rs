@@ -252,6 +252,12 @@ pub struct SimReport {
     pub completions: BTreeMap<String, u64>,
     /// Receive WQEs flushed when the QPs were torn down at the end.
     pub recv_flushed_at_end: u64,
+    /// RC pairs whose requester hit RETRY_EXC_ERR after the fabric had
+    /// dropped more of the pair's packets than `retry_cnt` allows for since
+    /// its last progress: legitimate bad luck (each try lost), so the pair
+    /// is held to the silent-peer rules (then only flushes; delivered
+    /// messages still exactly once, in order).
+    pub retry_exhausted_by_loss: u64,
     /// Virtual time until the last work request completed, in nanoseconds.
     pub sim_time_ns: u64,
     /// `bytes` over `sim_time_ns`, in Gb/s.
@@ -301,6 +307,13 @@ impl fmt::Display for SimReport {
             c.join(", "),
             self.recv_flushed_at_end
         )?;
+        if self.retry_exhausted_by_loss > 0 {
+            writeln!(
+                f,
+                "  {} RC pair(s) exhausted retry_cnt because the fabric lost every try",
+                self.retry_exhausted_by_loss
+            )?;
+        }
         write!(
             f,
             "  time       {:.3} ms simulated, goodput {:.3} Gb/s, {} events",

@@ -34,6 +34,8 @@ const QKEY: u32 = 0x1111_1111;
 /// How long the simulation runs on after the last work request completed,
 /// so late duplicates and stragglers still reach the engines.
 const GRACE_NS: u64 = 20_000_000;
+/// The `retry_cnt` every RC requester gets.
+const RETRY_CNT: u64 = 7;
 /// Most packets one engine may emit in one drain before it counts as a livelock.
 const MAX_BURST: usize = 100_000;
 
@@ -84,6 +86,9 @@ struct Pair {
     free_src: Vec<usize>,
     silent_from: Option<Instant>,
     starve: bool,
+    /// Packets of this pair the fabric lost or corrupted (every copy) since
+    /// its requester last completed a WQE successfully.
+    drops_since_progress: u64,
 }
 
 /// One simulation run.
@@ -102,6 +107,7 @@ pub(crate) struct World<'a> {
     packets: PacketReport,
     completions: BTreeMap<String, u64>,
     recv_flushed_at_end: u64,
+    retry_exhausted_by_loss: u64,
     last_progress: Instant,
     done_at: Option<Instant>,
     n_events: u64,
@@ -220,7 +226,7 @@ impl<'a> World<'a> {
                     state: Some(QpState::Rts),
                     sq_psn: Some(sq_psn),
                     timeout: Some(timeout),
-                    retry_cnt: Some(7),
+                    retry_cnt: Some(RETRY_CNT as u8),
                     rnr_retry: Some(rnr_retry),
                     max_rd_atomic: Some(max_rd),
                     ..ModifyQp::default()
@@ -258,9 +264,12 @@ impl<'a> World<'a> {
                     _ => None,
                 },
                 starve: matches!(fault, Some(PairFault::RnrExhaust { .. })),
+                drops_since_progress: 0,
             });
         }
         let total = (cfg.qps * cfg.messages) as u64;
+        // Go-back-N resends whole windows of multi-packet messages.
+        let packets_per_msg = cfg.max_msg_for(QpType::Rc).div_ceil(mtu).max(1) as u64;
         World {
             cfg,
             trace,
@@ -276,10 +285,13 @@ impl<'a> World<'a> {
             packets: PacketReport::default(),
             completions: BTreeMap::new(),
             recv_flushed_at_end: 0,
+            retry_exhausted_by_loss: 0,
             last_progress: Instant::ZERO,
             done_at: None,
             n_events: 0,
-            max_events: cfg.max_events.unwrap_or(1_000_000 + total * 2_000),
+            max_events: cfg
+                .max_events
+                .unwrap_or(1_000_000 + total * 2_000 * packets_per_msg),
             trace_tail: std::collections::VecDeque::new(),
         }
     }
@@ -624,6 +636,10 @@ impl<'a> World<'a> {
         icrc::seal(&ep, 0, &mut bytes);
         let mut out = std::mem::take(&mut self.deliveries);
         self.net.transmit(self.now, loc.host, &bytes, &mut out);
+        if out.iter().all(|d| d.corrupted) {
+            let p = self.hosts[loc.host].qps[loc.idx].pair;
+            self.pairs[p].drops_since_progress += 1;
+        }
         self.log(|| {
             let fate: Vec<String> = out
                 .iter()
@@ -697,6 +713,18 @@ impl<'a> World<'a> {
         let pair = &mut self.pairs[p];
         match (side, c.queue) {
             (Side::Requester, WcQueue::Send) => {
+                if c.status == WcStatus::Success {
+                    pair.drops_since_progress = 0;
+                } else if c.status == WcStatus::RetryExcErr
+                    && pair.oracle.expected_error.is_none()
+                    && pair.drops_since_progress > RETRY_CNT
+                {
+                    // Bad luck, not a bug: the fabric dropped more packets of
+                    // this pair since its last progress than the requester
+                    // has tries. The pair fails like a silent peer.
+                    pair.oracle.expected_error = Some(WcStatus::RetryExcErr);
+                    self.retry_exhausted_by_loss += 1;
+                }
                 let req_mem = &self.hosts[pair.req.host].memory;
                 let resp_mem = &self.hosts[pair.resp.host].memory;
                 match pair
@@ -1001,6 +1029,7 @@ impl<'a> World<'a> {
             duplicate_requests: c.duplicate_request,
             completions: self.completions.clone(),
             recv_flushed_at_end: self.recv_flushed_at_end,
+            retry_exhausted_by_loss: self.retry_exhausted_by_loss,
             sim_time_ns,
             goodput_gbps: if sim_time_ns == 0 {
                 0.0
