@@ -80,7 +80,6 @@ fn duplication_and_reordering_alone_lose_nothing() {
 }
 
 #[test]
-#[ignore = "UC engine bugs 2 and 3 of the sim report (receive WQE dropped by complete_recv_error; spare WQE flushed out of order): re-enable once fixed"]
 fn uc_loses_only_whole_messages() {
     for seed in 1..11 {
         let r = ok(&SimConfig {
@@ -113,7 +112,6 @@ fn uc_loses_only_whole_messages() {
 }
 
 #[test]
-#[ignore = "UC engine bugs 2 and 3 of the sim report (receive WQE dropped by complete_recv_error; spare WQE flushed out of order): re-enable once fixed"]
 fn uc_writes_with_loss() {
     let r = ok(&SimConfig {
         seed: 2,

@@ -57,7 +57,6 @@ fn rc_every_mtu() {
 
 /// Shallow receive queues reposted late: RNR NAKs on every operation.
 #[test]
-#[ignore = "engine bug 4 of the sim report (RNR on WRITE ONLY with immediate leaves a phantom open write; the retry is NAKed invalid): re-enable once fixed"]
 fn rc_every_mtu_with_rnr_pressure() {
     for (i, mtu) in [256, 512, 1024, 2048, 4096].into_iter().enumerate() {
         let mtu = softverbs_transport::Mtu::from_bytes(mtu).expect("valid MTU");
@@ -76,7 +75,6 @@ fn rc_every_mtu_with_rnr_pressure() {
 /// RC, UC and UD pairs side by side under the issue's faults, with the
 /// operations UC and UD support.
 #[test]
-#[ignore = "UC engine bugs (receive WQE lost / completed out of order): see the sim report; re-enable once fixed"]
 fn mixed_transports_under_issue_faults() {
     sweep(1..41, |seed| SimConfig {
         qps: 4,

@@ -441,23 +441,17 @@ impl Qp {
     fn flush_all(&mut self) {
         self.flush_send_queue();
         let qpn = self.cfg.qpn;
-        for wr in self.rq.drain() {
-            self.completions.push_back(Completion::new(
+        // The WQE of a message in progress is the oldest: flush it first.
+        let current = self.resp.take_current_wqe();
+        for wr in current.into_iter().chain(self.rq.drain()) {
+            let c = Completion::new(
                 wr.wr_id,
                 WcStatus::WrFlushErr,
                 WcOpcode::Recv,
                 WcQueue::Recv,
                 qpn,
-            ));
-        }
-        if let Some(wr) = self.resp.take_current_wqe() {
-            self.completions.push_back(Completion::new(
-                wr.wr_id,
-                WcStatus::WrFlushErr,
-                WcOpcode::Recv,
-                WcQueue::Recv,
-                qpn,
-            ));
+            );
+            self.completions.push_back(c);
         }
         if self.cfg.use_srq {
             self.events.push_back(QpEvent::LastWqeReached);

@@ -237,7 +237,8 @@ impl Qp {
     }
 
     fn complete_recv_error(&mut self, status: Option<WcStatus>) {
-        if let (Some(status), Some(wqe)) = (status, self.resp.take_current_wqe()) {
+        let Some(status) = status else { return };
+        if let Some(wqe) = self.resp.take_current_wqe() {
             let c = Completion::new(
                 wqe.wr_id,
                 status,
@@ -445,13 +446,17 @@ impl Qp {
                 }
             }
         };
+        // An RNR NAK on a LAST packet keeps the message open for the retry;
+        // after an ONLY packet there is nothing to keep.
         let reopen = |this: &mut Qp| {
-            this.resp.open = Some(OpenMsg::Write {
-                va,
-                rkey,
-                dma_len,
-                offset,
-            })
+            if matches!(info.position, Position::Last) {
+                this.resp.open = Some(OpenMsg::Write {
+                    va,
+                    rkey,
+                    dma_len,
+                    offset,
+                });
+            }
         };
         let len = pkt.payload.len() as u64;
         let end = offset + len;
@@ -465,7 +470,7 @@ impl Qp {
         // WRITE with immediate consumes a receive WQE: find it before
         // touching memory, so an RNR NAK leaves nothing half done.
         let wqe = if last && pkt.repr.immdt.is_some() {
-            match self.take_recv_wqe(ctx) {
+            match self.resp.spare.take().or_else(|| self.take_recv_wqe(ctx)) {
                 Some(w) => Some(w),
                 None => {
                     reopen(self);
@@ -480,6 +485,8 @@ impl Qp {
                 ctx.mem
                     .write(MemKey::Remote(rkey), va.wrapping_add(offset), pkt.payload)
             {
+                // Keep the receive WQE: a flush (RC) or the next message (UC) uses it.
+                self.resp.spare = wqe.or(self.resp.spare.take());
                 return Outcome::Fail {
                     nak: nak_for(e),
                     recv_status: None,

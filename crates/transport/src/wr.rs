@@ -168,7 +168,13 @@ pub struct RecvWr {
 
 impl SendWr {
     fn with(wr_id: u64, op: SendOp, payload: Payload) -> Self {
-        SendWr { wr_id, op, payload, flags: SendFlags::default(), ud: None }
+        SendWr {
+            wr_id,
+            op,
+            payload,
+            flags: SendFlags::default(),
+            ud: None,
+        }
     }
 
     /// A SEND of the bytes `sge` names.
@@ -188,27 +194,67 @@ impl SendWr {
 
     /// An RDMA WRITE of `sge` to `remote_addr` under `rkey`.
     pub fn write(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32) -> Self {
-        Self::with(wr_id, SendOp::Write { remote_addr, rkey }, Payload::Sgl(vec![sge]))
+        Self::with(
+            wr_id,
+            SendOp::Write { remote_addr, rkey },
+            Payload::Sgl(vec![sge]),
+        )
     }
 
     /// An RDMA WRITE with immediate data.
     pub fn write_with_imm(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32, imm: u32) -> Self {
-        Self::with(wr_id, SendOp::WriteWithImm { remote_addr, rkey, imm }, Payload::Sgl(vec![sge]))
+        Self::with(
+            wr_id,
+            SendOp::WriteWithImm {
+                remote_addr,
+                rkey,
+                imm,
+            },
+            Payload::Sgl(vec![sge]),
+        )
     }
 
     /// An RDMA READ from `remote_addr` under `rkey` into `sge`.
     pub fn read(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32) -> Self {
-        Self::with(wr_id, SendOp::Read { remote_addr, rkey }, Payload::Sgl(vec![sge]))
+        Self::with(
+            wr_id,
+            SendOp::Read { remote_addr, rkey },
+            Payload::Sgl(vec![sge]),
+        )
     }
 
     /// A compare-and-swap; the original value lands in the 8 bytes of `sge`.
-    pub fn compare_swap(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32, compare: u64, swap: u64) -> Self {
-        Self::with(wr_id, SendOp::CompareSwap { remote_addr, rkey, compare, swap }, Payload::Sgl(vec![sge]))
+    pub fn compare_swap(
+        wr_id: u64,
+        sge: Sge,
+        remote_addr: u64,
+        rkey: u32,
+        compare: u64,
+        swap: u64,
+    ) -> Self {
+        Self::with(
+            wr_id,
+            SendOp::CompareSwap {
+                remote_addr,
+                rkey,
+                compare,
+                swap,
+            },
+            Payload::Sgl(vec![sge]),
+        )
     }
 
     /// A fetch-and-add; the original value lands in the 8 bytes of `sge`.
     pub fn fetch_add(wr_id: u64, sge: Sge, remote_addr: u64, rkey: u32, add: u64) -> Self {
-        Self::with(wr_id, SendOp::FetchAdd { remote_addr, rkey, add }, Payload::Sgl(vec![sge]))
+        Self::with(
+            wr_id,
+            SendOp::FetchAdd {
+                remote_addr,
+                rkey,
+                add,
+            },
+            Payload::Sgl(vec![sge]),
+        )
     }
 
     /// Ask for a completion (`IBV_SEND_SIGNALED`).
@@ -239,6 +285,9 @@ impl SendWr {
 impl RecvWr {
     /// A receive into the bytes `sge` names.
     pub fn new(wr_id: u64, sge: Sge) -> Self {
-        RecvWr { wr_id, sgl: vec![sge] }
+        RecvWr {
+            wr_id,
+            sgl: vec![sge],
+        }
     }
 }
