@@ -18,6 +18,7 @@ use crate::caps::DeviceCaps;
 use crate::error::Result;
 use crate::events::{AsyncEvents, CompChannel};
 use crate::mem::Backing;
+use crate::uapi::DriverSpec;
 
 /// A work completion (`ibv_wc`).
 pub type Wc = Completion;
@@ -255,4 +256,13 @@ pub trait Driver: Send + Sync + 'static {
     fn create_ah(&self, pd: u32, attr: AhAttr) -> Result<u32>;
     /// Destroy an address handle.
     fn destroy_ah(&self, ah: u32) -> Result<()>;
+
+    /// The driver's own uAPI additions (the provider channel of seeds 002
+    /// and 004): methods and attributes in the driver namespace, merged
+    /// into the device's registry by `Device::new`. Soft devices can return
+    /// [`crate::provider::soft_driver_spec`], which adds the methods every
+    /// soft device shares.
+    fn driver_spec(&self) -> Option<&'static DriverSpec> {
+        None
+    }
 }

@@ -10,12 +10,25 @@
 //! - [`events`]: completion channels and asynchronous events.
 //! - [`uapi`]: the typed object/method/attribute call framework (seed 004).
 
+mod abi;
 pub mod caps;
+pub mod context;
+pub mod device;
 pub mod driver;
 mod error;
 pub mod events;
 pub mod mem;
+pub mod objects;
+pub mod provider;
 pub mod qp_rules;
+pub mod restrack;
 pub mod uapi;
 
+pub use context::{
+    AhRef, ChannelRef, CqRef, MrRef, MwRef, PdRef, QpCreate, QpRef, SrqRef, Ucontext,
+};
+pub use device::Device;
 pub use error::{Result, VerbsError};
+pub use objects::Owner;
+pub use qp_rules::ModifyAttrs;
+pub use restrack::{ResDetail, ResKind, Resource};

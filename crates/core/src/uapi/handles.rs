@@ -346,6 +346,35 @@ impl Context {
         v.into_iter().map(|(_, h, n)| (h, n)).collect()
     }
 
+    /// The live objects with their handle, type name and the object itself
+    /// (for resource tracking), oldest first.
+    pub fn live_objects(&self) -> Vec<(Handle, &'static str, Arc<dyn Any + Send + Sync>)> {
+        let t = self.table();
+        let mut v: Vec<_> = t
+            .slots
+            .iter()
+            .filter_map(|s| match &s.state {
+                State::Live { entry, .. } => Some(entry.clone()),
+                _ => None,
+            })
+            .collect();
+        drop(t);
+        v.sort_by_key(|e| e.seq);
+        v.into_iter()
+            .map(|e| (e.handle, e.type_name, e.obj.clone().into_any()))
+            .collect()
+    }
+
+    /// The live object named by `h`, if it is a `T` (no lock is taken: for
+    /// reading what the object itself keeps consistent).
+    pub fn get<T: UObject>(&self, h: Handle) -> Option<Arc<T>> {
+        if h.ctx() != self.tag {
+            return None;
+        }
+        let e = self.table().live(h)?.clone();
+        e.obj.clone().into_any().downcast::<T>().ok()
+    }
+
     /// Resolves `h` as an object of type `object` and locks it.
     pub(crate) fn lookup(
         &self,
@@ -588,6 +617,24 @@ mod tests {
         drop(_r2);
         let _w = ctx.lookup("x", a, T, "dummy", true).unwrap();
         assert!(ctx.lookup("x", a, T, "dummy", false).is_err());
+    }
+
+    #[test]
+    fn live_objects_and_get() {
+        let ctx = Context::new();
+        let a = make(&ctx);
+        let b = make(&ctx);
+        let v = ctx.live_objects();
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].0, v[1].0, v[0].1), (a, b, "dummy"));
+        assert!(v[0].2.clone().downcast::<Dummy>().is_ok());
+        assert!(ctx.get::<Dummy>(a).is_some());
+        let other = Context::new();
+        assert!(other.get::<Dummy>(a).is_none());
+        let l = ctx.lookup("x", a, T, "dummy", true).unwrap();
+        ctx.destroy(&l).unwrap();
+        drop(l);
+        assert!(ctx.get::<Dummy>(a).is_none());
     }
 
     #[test]

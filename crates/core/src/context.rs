@@ -1,0 +1,555 @@
+//! A context (`ibv_context`): one open of a device, owning every object
+//! created through it. Every control verb is a uAPI call: built as a
+//! [`Call`], encoded, dispatched by the device's registry through
+//! [`crate::uapi::Registry::call_encoded`] and decoded, exactly as the
+//! daemon backend will carry it over its socket.
+
+use std::sync::Arc;
+
+use softverbs_transport::{Access, QpCounters, QpType};
+use softverbs_wire::Gid;
+
+use crate::abi::{self, Rd, Wr};
+use crate::caps::DeviceCaps;
+use crate::device::Device;
+use crate::driver::{AhAttr, Driver, MwType, PortAttr, QpInfo, QpInit, SrqAttr};
+use crate::error::{Result, VerbsError};
+use crate::events::{AsyncEvents, CompChannel};
+use crate::mem::Backing;
+use crate::objects::ids::*;
+use crate::objects::{ChannelObj, ContextData, Owner};
+use crate::provider;
+use crate::qp_rules::ModifyAttrs;
+use crate::uapi::encoding::{decode_reply, encode_call};
+use crate::uapi::{AttrId, Call, Context, Destroyed, Handle, ObjectId, Reply, UapiError};
+
+/// A protection domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// The driver's PD number.
+    pub id: u32,
+}
+
+/// A registered memory region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MrRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// Local key.
+    pub lkey: u32,
+    /// Remote key.
+    pub rkey: u32,
+    /// Start address.
+    pub addr: u64,
+    /// Length.
+    pub len: u64,
+}
+
+/// A memory window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MwRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// Its rkey (before any bind).
+    pub rkey: u32,
+}
+
+/// A completion channel.
+#[derive(Debug, Clone)]
+pub struct ChannelRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// The channel itself (pollable).
+    pub channel: Arc<CompChannel>,
+}
+
+/// A completion queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CqRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// The driver's CQ number.
+    pub id: u32,
+    /// Entries granted.
+    pub cqe: u32,
+}
+
+/// A shared receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrqRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// The driver's SRQ number.
+    pub id: u32,
+}
+
+/// An address handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AhRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// The driver's AH id.
+    pub id: u32,
+}
+
+/// What `create_qp` asks for (`ibv_qp_init_attr`, with handles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QpCreate {
+    /// Transport.
+    pub qp_type: QpType,
+    /// CQ for send completions.
+    pub send_cq: Handle,
+    /// CQ for receive completions.
+    pub recv_cq: Handle,
+    /// SRQ the receives come from.
+    pub srq: Option<Handle>,
+    /// Send queue depth.
+    pub max_send_wr: u32,
+    /// Receive queue depth (ignored with an SRQ).
+    pub max_recv_wr: u32,
+    /// SGEs per send WR.
+    pub max_send_sge: u32,
+    /// SGEs per receive WR (ignored with an SRQ).
+    pub max_recv_sge: u32,
+    /// Inline bytes.
+    pub max_inline_data: u32,
+    /// Signal every send completion.
+    pub sq_sig_all: bool,
+}
+
+/// A queue pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QpRef {
+    /// Its handle.
+    pub handle: Handle,
+    /// QP number.
+    pub qpn: u32,
+    /// Creation attributes as granted (driver CQ/SRQ ids).
+    pub init: QpInit,
+}
+
+/// One open of a device. Dropping (or [`Ucontext::close`]) destroys every
+/// object it owns, children first.
+pub struct Ucontext {
+    device: Arc<Device>,
+    data: Arc<ContextData>,
+    ctx: Context,
+}
+
+impl std::fmt::Debug for Ucontext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ucontext")
+            .field("device", &self.device.name())
+            .field("owner", &self.data.owner)
+            .field("objects", &self.ctx.len())
+            .finish()
+    }
+}
+
+fn out(reply: &Reply, id: AttrId) -> &[u8] {
+    reply.bytes(id).unwrap_or(&[])
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(off..off + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+
+impl Ucontext {
+    pub(crate) fn new(device: Arc<Device>, data: Arc<ContextData>) -> Self {
+        let ctx = Context::with_data(data.clone());
+        Ucontext { device, data, ctx }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// The driver (for the data path: post, poll, notify by driver id).
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.data.driver
+    }
+
+    /// The context's asynchronous event queue.
+    pub fn async_events(&self) -> &Arc<AsyncEvents> {
+        &self.data.events
+    }
+
+    /// Who opened it.
+    pub fn owner(&self) -> &Owner {
+        &self.data.owner
+    }
+
+    /// The uAPI context (handle tables) behind this context.
+    pub fn uapi_context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The per-context data the handlers see (staging area included).
+    pub fn data(&self) -> &Arc<ContextData> {
+        &self.data
+    }
+
+    /// Whether the context was closed.
+    pub fn is_closed(&self) -> bool {
+        self.ctx.is_closed()
+    }
+
+    /// Sends one call through the encoded path (with this device's driver
+    /// id) and decodes the reply; a failure comes back as the
+    /// [`VerbsError`] the callee raised (see [`VerbsError::from_remote`]).
+    pub fn call(&self, call: Call) -> Result<Reply> {
+        let call = call.driver(self.device.registry().driver_id());
+        let bytes = encode_call(&call);
+        let reply = self
+            .device
+            .registry()
+            .call_encoded(&self.ctx, &bytes, Vec::new());
+        match decode_reply(&reply) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.into()),
+            Err(d) => Err(VerbsError::Uapi(UapiError::Decode(d))),
+        }
+    }
+
+    fn create(&self, call: Call) -> Result<(Handle, Reply)> {
+        let reply = self.call(call.new_object(HANDLE))?;
+        let h = reply
+            .handle(HANDLE)
+            .ok_or_else(|| VerbsError::Io("the reply of a create call carries no handle".into()))?;
+        Ok((h, reply))
+    }
+
+    fn destroy(&self, object: ObjectId, h: Handle) -> Result<()> {
+        self.call(Call::new(object, DESTROY).handle(HANDLE, h))
+            .map(drop)
+    }
+
+    /// Device attributes (`ibv_query_device`).
+    pub fn query_device(&self) -> Result<DeviceCaps> {
+        let r = self.call(Call::new(DEVICE, QUERY_DEVICE).out(RESP, abi::CAPS_SIZE as u32))?;
+        Ok(abi::dec_caps(out(&r, RESP)))
+    }
+
+    /// Port attributes (`ibv_query_port`).
+    pub fn query_port(&self, port: u8) -> Result<PortAttr> {
+        let r = self.call(
+            Call::new(DEVICE, QUERY_PORT)
+                .value(PORT, port.into())
+                .out(RESP, abi::PORT_SIZE as u32),
+        )?;
+        Ok(abi::dec_port(out(&r, RESP)))
+    }
+
+    /// One GID (`ibv_query_gid`).
+    pub fn query_gid(&self, port: u8, index: u16) -> Result<Gid> {
+        let r = self.call(
+            Call::new(DEVICE, QUERY_GID)
+                .value(PORT, port.into())
+                .value(GID_INDEX, index.into())
+                .out(RESP, 16),
+        )?;
+        Ok(Rd::new(out(&r, RESP), 16).gid())
+    }
+
+    /// Allocates a protection domain.
+    pub fn alloc_pd(&self) -> Result<PdRef> {
+        let (handle, r) = self.create(Call::new(PD, CREATE).out(RESP, 8))?;
+        Ok(PdRef {
+            handle,
+            id: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Frees a protection domain (busy while anything uses it).
+    pub fn dealloc_pd(&self, pd: Handle) -> Result<()> {
+        self.destroy(PD, pd)
+    }
+
+    /// Registers `backing` (the whole of it, at its own address) in `pd`.
+    pub fn reg_mr(&self, pd: Handle, backing: Backing, access: Access) -> Result<MrRef> {
+        let token = self.data.stage_backing(backing);
+        let r = self.create(
+            Call::new(MR, CREATE)
+                .handle(PD_HANDLE, pd)
+                .value(MR_BACKING, token)
+                .value(MR_ACCESS, access.0.into())
+                .out(RESP, 24),
+        );
+        // Validation may have failed before the handler took it.
+        self.data.take_staged(token);
+        let (handle, r) = r?;
+        let mut rd = Rd::new(out(&r, RESP), 24);
+        Ok(MrRef {
+            handle,
+            lkey: rd.u32(),
+            rkey: rd.u32(),
+            addr: rd.u64(),
+            len: rd.u64(),
+        })
+    }
+
+    /// Deregisters a region (busy while windows are bound to it).
+    pub fn dereg_mr(&self, mr: Handle) -> Result<()> {
+        self.destroy(MR, mr)
+    }
+
+    /// Allocates a memory window.
+    pub fn alloc_mw(&self, pd: Handle, t: MwType) -> Result<MwRef> {
+        let ty = match t {
+            MwType::Type1 => 1,
+            MwType::Type2 => 2,
+        };
+        let (handle, r) = self.create(
+            Call::new(MW, CREATE)
+                .handle(PD_HANDLE, pd)
+                .value(MW_TYPE, ty)
+                .out(RESP, 8),
+        )?;
+        Ok(MwRef {
+            handle,
+            rkey: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Binds a type 1 window to `[addr, addr+len)` of `mr` through `qp`
+    /// (`ibv_bind_mw`); returns the window's new rkey. `len` 0 unbinds.
+    pub fn bind_mw(
+        &self,
+        qp: Handle,
+        mw: Handle,
+        mr: Handle,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<u32> {
+        let bind = Wr::default().u64(addr).u64(len).u32(access.0).u32(0).done();
+        let r = self.call(
+            Call::new(MW, BIND)
+                .handle(HANDLE, mw)
+                .handle(BIND_QP, qp)
+                .handle(BIND_MR, mr)
+                .bytes(IN, bind)
+                .out(RESP, 8),
+        )?;
+        Ok(u32_at(out(&r, RESP), 0))
+    }
+
+    /// Frees a window.
+    pub fn dealloc_mw(&self, mw: Handle) -> Result<()> {
+        self.destroy(MW, mw)
+    }
+
+    /// Creates a completion channel.
+    pub fn create_comp_channel(&self) -> Result<ChannelRef> {
+        let (handle, _) = self.create(Call::new(COMP_CHANNEL, CREATE))?;
+        let ch = self
+            .ctx
+            .get::<ChannelObj>(handle)
+            .ok_or_else(|| VerbsError::NotFound(format!("channel {handle}")))?;
+        Ok(ChannelRef {
+            handle,
+            channel: ch.channel.clone(),
+        })
+    }
+
+    /// Destroys a completion channel (busy while CQs use it).
+    pub fn destroy_comp_channel(&self, ch: Handle) -> Result<()> {
+        self.destroy(COMP_CHANNEL, ch)
+    }
+
+    /// Creates a CQ of at least `cqe` entries, reporting to `channel`.
+    pub fn create_cq(&self, cqe: u32, channel: Option<Handle>) -> Result<CqRef> {
+        let mut call = Call::new(CQ, CREATE).value(CQE, cqe.into()).out(RESP, 8);
+        if let Some(ch) = channel {
+            call = call.handle(CHANNEL, ch);
+        }
+        let (handle, r) = self.create(call)?;
+        let b = out(&r, RESP);
+        Ok(CqRef {
+            handle,
+            id: u32_at(b, 0),
+            cqe: u32_at(b, 4),
+        })
+    }
+
+    /// Resizes a CQ; returns the size granted.
+    pub fn resize_cq(&self, cq: Handle, cqe: u32) -> Result<u32> {
+        let r = self.call(
+            Call::new(CQ, RESIZE)
+                .handle(HANDLE, cq)
+                .value(CQE, cqe.into())
+                .out(RESP, 8),
+        )?;
+        Ok(u32_at(out(&r, RESP), 0))
+    }
+
+    /// Destroys a CQ (busy while QPs use it).
+    pub fn destroy_cq(&self, cq: Handle) -> Result<()> {
+        self.destroy(CQ, cq)
+    }
+
+    /// Creates an SRQ.
+    pub fn create_srq(&self, pd: Handle, attr: SrqAttr) -> Result<SrqRef> {
+        let (handle, r) = self.create(
+            Call::new(SRQ, CREATE)
+                .handle(PD_HANDLE, pd)
+                .bytes(IN, abi::enc_srq(&attr))
+                .out(RESP, 8),
+        )?;
+        Ok(SrqRef {
+            handle,
+            id: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Resizes an SRQ and/or arms its limit event.
+    pub fn modify_srq(&self, srq: Handle, max_wr: Option<u32>, limit: Option<u32>) -> Result<()> {
+        let mut call = Call::new(SRQ, MODIFY).handle(HANDLE, srq);
+        if let Some(w) = max_wr {
+            call = call.value(SRQ_MAX_WR, w.into());
+        }
+        if let Some(l) = limit {
+            call = call.value(SRQ_LIMIT, l.into());
+        }
+        self.call(call).map(drop)
+    }
+
+    /// SRQ attributes.
+    pub fn query_srq(&self, srq: Handle) -> Result<SrqAttr> {
+        let r = self.call(
+            Call::new(SRQ, QUERY)
+                .handle(HANDLE, srq)
+                .out(RESP, abi::SRQ_SIZE as u32),
+        )?;
+        Ok(abi::dec_srq(out(&r, RESP)))
+    }
+
+    /// Destroys an SRQ (busy while QPs use it).
+    pub fn destroy_srq(&self, srq: Handle) -> Result<()> {
+        self.destroy(SRQ, srq)
+    }
+
+    /// Creates a QP in RESET.
+    pub fn create_qp(&self, pd: Handle, req: &QpCreate) -> Result<QpRef> {
+        let body = abi::enc_qp_create(&abi::QpCreateReq {
+            qp_type: req.qp_type,
+            sq_sig_all: req.sq_sig_all,
+            max_send_wr: req.max_send_wr,
+            max_recv_wr: req.max_recv_wr,
+            max_send_sge: req.max_send_sge,
+            max_recv_sge: req.max_recv_sge,
+            max_inline_data: req.max_inline_data,
+        });
+        let mut call = Call::new(QP, CREATE)
+            .handle(PD_HANDLE, pd)
+            .handle(SEND_CQ, req.send_cq)
+            .handle(RECV_CQ, req.recv_cq)
+            .bytes(IN, body)
+            .out(RESP, (8 + abi::QP_INIT_SIZE) as u32);
+        if let Some(srq) = req.srq {
+            call = call.handle(QP_SRQ, srq);
+        }
+        let (handle, r) = self.create(call)?;
+        let mut rd = Rd::new(out(&r, RESP), 8 + abi::QP_INIT_SIZE);
+        let qpn = rd.u32();
+        rd.u32();
+        Ok(QpRef {
+            handle,
+            qpn,
+            init: abi::dec_qp_init(&mut rd)?,
+        })
+    }
+
+    /// Changes a QP's state and attributes under the IBTA rules
+    /// ([`ModifyAttrs::validate`]).
+    pub fn modify_qp(&self, qp: Handle, attrs: &ModifyAttrs) -> Result<()> {
+        self.call(
+            Call::new(QP, MODIFY)
+                .handle(HANDLE, qp)
+                .bytes(IN, abi::enc_modify(attrs)),
+        )
+        .map(drop)
+    }
+
+    /// A QP's state, attributes, creation attributes and counters.
+    pub fn query_qp(&self, qp: Handle) -> Result<QpInfo> {
+        let r = self.call(
+            Call::new(QP, QUERY)
+                .handle(HANDLE, qp)
+                .out(RESP, abi::QP_INFO_SIZE as u32),
+        )?;
+        abi::dec_qp_info(out(&r, RESP))
+    }
+
+    /// Destroys a QP.
+    pub fn destroy_qp(&self, qp: Handle) -> Result<()> {
+        self.destroy(QP, qp)
+    }
+
+    /// A QP's counters through the soft devices' driver channel
+    /// ([`provider::QP_QUERY_COUNTERS`]); `Unsupported` on a device whose
+    /// driver does not offer it.
+    pub fn query_qp_counters(&self, qp: Handle) -> Result<QpCounters> {
+        if self
+            .device
+            .registry()
+            .attrs(QP, provider::QP_QUERY_COUNTERS)
+            .is_none()
+        {
+            return Err(VerbsError::unsupported(
+                self.device.name(),
+                "the driver method qp_query_counters (use query_qp)",
+            ));
+        }
+        let r = self.call(
+            Call::new(QP, provider::QP_QUERY_COUNTERS)
+                .handle(HANDLE, qp)
+                .out(provider::COUNTERS, abi::COUNTERS_SIZE as u32),
+        )?;
+        Ok(abi::dec_counters(&mut Rd::new(
+            out(&r, provider::COUNTERS),
+            abi::COUNTERS_SIZE,
+        )))
+    }
+
+    /// Creates an address handle.
+    pub fn create_ah(&self, pd: Handle, attr: AhAttr) -> Result<AhRef> {
+        let mut w = Wr::default();
+        abi::enc_ah(&mut w, &attr);
+        let (handle, r) = self.create(
+            Call::new(AH, CREATE)
+                .handle(PD_HANDLE, pd)
+                .bytes(IN, w.done())
+                .out(RESP, 8),
+        )?;
+        Ok(AhRef {
+            handle,
+            id: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Destroys an address handle.
+    pub fn destroy_ah(&self, ah: Handle) -> Result<()> {
+        self.destroy(AH, ah)
+    }
+
+    /// Closes the context: destroys every object, children first (QPs, then
+    /// MWs and AHs, MRs, SRQs, CQs, channels, PDs), and returns them in the
+    /// order destroyed. Later calls fail.
+    pub fn close(&self) -> Vec<Destroyed> {
+        self.ctx.close()
+    }
+}
+
+impl Drop for Ucontext {
+    fn drop(&mut self) {
+        self.ctx.close();
+    }
+}
