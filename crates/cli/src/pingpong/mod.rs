@@ -1,0 +1,38 @@
+//! `softverbs pingpong {rc,uc,ud,srq}`: the device-independent parts of
+//! rdma-core's `ibv_{rc,uc,ud,srq}_pingpong` — options ([`args`]), the TCP
+//! exchange of QP addresses ([`oob`], over [`net`]) and the output lines
+//! ([`report`]) — so that either side can be the real tool.
+//! The specification is docs/oob-and-tools.md §1.
+
+// Wired to the verbs API later; until then parts are unused in the binary.
+#![allow(dead_code)]
+
+pub mod args;
+pub mod net;
+pub mod oob;
+pub mod report;
+
+/// Which of the four pingpong tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tool {
+    /// `ibv_rc_pingpong`.
+    Rc,
+    /// `ibv_uc_pingpong`.
+    Uc,
+    /// `ibv_ud_pingpong`.
+    Ud,
+    /// `ibv_srq_pingpong`.
+    Srq,
+}
+
+impl Tool {
+    /// The real tool's name.
+    pub fn real_name(self) -> &'static str {
+        match self {
+            Tool::Rc => "ibv_rc_pingpong",
+            Tool::Uc => "ibv_uc_pingpong",
+            Tool::Ud => "ibv_ud_pingpong",
+            Tool::Srq => "ibv_srq_pingpong",
+        }
+    }
+}
