@@ -1,0 +1,601 @@
+//! Memory regions and windows, named by keys, and the [`Memory`] an engine
+//! sees: the regions of one protection domain.
+//!
+//! A key is `index << 8 | key` as in rxe: a 24-bit table index plus an 8-bit
+//! key part that rotates with every registration and every window bind, so
+//! a stale key (of a deregistered region, or of a window before it was
+//! rebound) does not name the object that now lives at its index. Indices
+//! are handed out cyclically and never reused while live. A region's lkey
+//! and rkey are the same number (rxe does the same).
+
+use std::collections::HashMap;
+
+use softverbs_core::driver::{MwBind, MwType};
+use softverbs_core::mem::Backing;
+use softverbs_core::VerbsError;
+use softverbs_transport::{Access, AtomicOp, MemError, MemKey, Memory};
+
+/// The largest table index (24 bits).
+const MAX_INDEX: u32 = 0x00ff_ffff;
+
+/// A registered memory region.
+#[derive(Debug)]
+pub(crate) struct Mr {
+    pub key: u32,
+    pub pd: u32,
+    pub backing: Backing,
+    pub access: Access,
+    /// Invalidated (LOCAL_INV or SEND with invalidate): no access until
+    /// deregistered.
+    pub valid: bool,
+    /// Windows bound to it.
+    pub bound_mws: Vec<u32>,
+}
+
+impl Mr {
+    fn addr(&self) -> u64 {
+        self.backing.addr()
+    }
+    fn len(&self) -> u64 {
+        self.backing.len() as u64
+    }
+}
+
+/// Where a window is bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MwBinding {
+    pub mr_index: u32,
+    pub addr: u64,
+    pub len: u64,
+    pub access: Access,
+    /// Type 2: the only QP that may use it.
+    pub qpn: Option<u32>,
+}
+
+/// A memory window.
+#[derive(Debug)]
+pub(crate) struct Mw {
+    pub key: u32,
+    /// The key `alloc_mw` returned (still accepted to name the window for
+    /// bind and dealloc).
+    pub alloc_key: u32,
+    pub pd: u32,
+    pub ty: MwType,
+    pub bound: Option<MwBinding>,
+}
+
+#[derive(Debug)]
+pub(crate) enum KeyObj {
+    Mr(Mr),
+    Mw(Mw),
+}
+
+/// All regions and windows of a device.
+#[derive(Debug)]
+pub(crate) struct KeyTable {
+    objs: HashMap<u32, KeyObj>,
+    next_index: u32,
+    next_key: u8,
+    pub mrs: u32,
+    pub mws: u32,
+}
+
+fn index_of(key: u32) -> u32 {
+    key >> 8
+}
+
+fn bounds(base: u64, size: u64, addr: u64, len: u64) -> bool {
+    addr >= base
+        && (addr - base)
+            .checked_add(len)
+            .is_some_and(|end| end <= size)
+}
+
+impl KeyTable {
+    pub(crate) fn new() -> Self {
+        KeyTable {
+            objs: HashMap::new(),
+            next_index: 1,
+            next_key: 0,
+            mrs: 0,
+            mws: 0,
+        }
+    }
+
+    fn alloc_key(&mut self) -> Result<u32, VerbsError> {
+        for _ in 0..=MAX_INDEX {
+            let index = self.next_index;
+            self.next_index = if index >= MAX_INDEX { 1 } else { index + 1 };
+            if !self.objs.contains_key(&index) {
+                let k = self.next_key;
+                self.next_key = k.wrapping_add(1);
+                return Ok(index << 8 | u32::from(k));
+            }
+        }
+        Err(VerbsError::NoResources("no free memory keys".into()))
+    }
+
+    pub(crate) fn reg_mr(
+        &mut self,
+        pd: u32,
+        backing: Backing,
+        access: Access,
+    ) -> Result<u32, VerbsError> {
+        let key = self.alloc_key()?;
+        self.objs.insert(
+            index_of(key),
+            KeyObj::Mr(Mr {
+                key,
+                pd,
+                backing,
+                access,
+                valid: true,
+                bound_mws: Vec::new(),
+            }),
+        );
+        self.mrs += 1;
+        Ok(key)
+    }
+
+    pub(crate) fn mr(&self, key: u32) -> Option<&Mr> {
+        match self.objs.get(&index_of(key)) {
+            Some(KeyObj::Mr(m)) if m.key == key => Some(m),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn dereg_mr(&mut self, lkey: u32) -> Result<(), VerbsError> {
+        let mr = self
+            .mr(lkey)
+            .ok_or_else(|| VerbsError::NotFound(format!("memory region with lkey {lkey:#x}")))?;
+        if !mr.bound_mws.is_empty() {
+            let users = mr
+                .bound_mws
+                .iter()
+                .filter_map(|i| match self.objs.get(i) {
+                    Some(KeyObj::Mw(w)) => Some(format!("memory window rkey {:#x}", w.key)),
+                    _ => None,
+                })
+                .collect();
+            return Err(VerbsError::Busy {
+                what: format!("memory region lkey {lkey:#x}"),
+                users,
+            });
+        }
+        self.objs.remove(&index_of(lkey));
+        self.mrs -= 1;
+        Ok(())
+    }
+
+    pub(crate) fn alloc_mw(&mut self, pd: u32, ty: MwType) -> Result<u32, VerbsError> {
+        let key = self.alloc_key()?;
+        self.objs.insert(
+            index_of(key),
+            KeyObj::Mw(Mw {
+                key,
+                alloc_key: key,
+                pd,
+                ty,
+                bound: None,
+            }),
+        );
+        self.mws += 1;
+        Ok(key)
+    }
+
+    fn mw_mut(&mut self, key: u32) -> Option<&mut Mw> {
+        match self.objs.get_mut(&index_of(key)) {
+            Some(KeyObj::Mw(w)) if w.key == key || w.alloc_key == key => Some(w),
+            _ => None,
+        }
+    }
+
+    fn unbind(&mut self, mw_index: u32) {
+        let Some(KeyObj::Mw(w)) = self.objs.get_mut(&mw_index) else {
+            return;
+        };
+        if let Some(b) = w.bound.take() {
+            if let Some(KeyObj::Mr(m)) = self.objs.get_mut(&b.mr_index) {
+                m.bound_mws.retain(|&i| i != mw_index);
+            }
+        }
+    }
+
+    pub(crate) fn dealloc_mw(&mut self, rkey: u32) -> Result<(), VerbsError> {
+        if self.mw_mut(rkey).is_none() {
+            return Err(VerbsError::NotFound(format!(
+                "memory window with rkey {rkey:#x}"
+            )));
+        }
+        self.unbind(index_of(rkey));
+        self.objs.remove(&index_of(rkey));
+        self.mws -= 1;
+        Ok(())
+    }
+
+    /// Bind window `mw_rkey` for a QP of `pd` (`qpn`); returns the new rkey.
+    pub(crate) fn bind_mw(
+        &mut self,
+        pd: u32,
+        qpn: u32,
+        mw_rkey: u32,
+        bind: &MwBind,
+    ) -> Result<u32, VerbsError> {
+        let MwBind {
+            mr_lkey,
+            addr,
+            len,
+            access,
+        } = *bind;
+        let remote = Access::REMOTE_READ | Access::REMOTE_WRITE | Access::REMOTE_ATOMIC;
+        if access.0 & !remote.0 != 0 {
+            return Err(VerbsError::invalid(
+                "a window grants remote rights only (REMOTE_READ, REMOTE_WRITE, REMOTE_ATOMIC)",
+            ));
+        }
+        let mw = self
+            .mw_mut(mw_rkey)
+            .ok_or_else(|| VerbsError::NotFound(format!("memory window with rkey {mw_rkey:#x}")))?;
+        if mw.pd != pd {
+            return Err(VerbsError::invalid(
+                "the memory window belongs to another protection domain than the QP",
+            ));
+        }
+        let ty = mw.ty;
+        if ty == MwType::Type2 && mw.bound.is_some() {
+            return Err(VerbsError::InvalidState(
+                "a type 2 memory window is bound; invalidate it before binding it again".into(),
+            ));
+        }
+        let mw_index = index_of(mw_rkey);
+        let unbinding = ty == MwType::Type1 && len == 0;
+        if !unbinding {
+            let mr = self.mr(mr_lkey).ok_or_else(|| {
+                VerbsError::NotFound(format!("memory region with lkey {mr_lkey:#x}"))
+            })?;
+            if mr.pd != pd {
+                return Err(VerbsError::invalid(
+                    "the memory region belongs to another protection domain than the window",
+                ));
+            }
+            if !mr.valid {
+                return Err(VerbsError::InvalidState(
+                    "the memory region was invalidated".into(),
+                ));
+            }
+            if !mr.access.contains(Access::MW_BIND) {
+                return Err(VerbsError::invalid(
+                    "the memory region was not registered with MW_BIND access",
+                ));
+            }
+            if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
+                && !mr.access.contains(Access::LOCAL_WRITE)
+            {
+                return Err(VerbsError::invalid(
+                    "remote write or atomic rights through a window need LOCAL_WRITE on the region",
+                ));
+            }
+            if !bounds(mr.addr(), mr.len(), addr, len) {
+                return Err(VerbsError::invalid(format!(
+                    "the window [{addr:#x}, +{len}) lies outside the region [{:#x}, +{})",
+                    mr.addr(),
+                    mr.len()
+                )));
+            }
+        }
+        self.unbind(mw_index);
+        let mr_index = index_of(mr_lkey);
+        let Some(KeyObj::Mw(mw)) = self.objs.get_mut(&mw_index) else {
+            unreachable!("checked above");
+        };
+        let new_key = mw_index << 8 | ((mw.key & 0xff) + 1) & 0xff;
+        mw.key = new_key;
+        if !unbinding {
+            mw.bound = Some(MwBinding {
+                mr_index,
+                addr,
+                len,
+                access,
+                qpn: (ty == MwType::Type2).then_some(qpn),
+            });
+            if let Some(KeyObj::Mr(m)) = self.objs.get_mut(&mr_index) {
+                m.bound_mws.push(mw_index);
+            }
+        }
+        Ok(new_key)
+    }
+
+    /// Invalidate `rkey` in `pd`: a region becomes unusable, a type 2
+    /// window unbound. `remote` is SEND with invalidate; type 1 windows can
+    /// be invalidated neither way.
+    pub(crate) fn invalidate(&mut self, pd: u32, rkey: u32) -> Result<(), MemError> {
+        let index = index_of(rkey);
+        match self.objs.get_mut(&index) {
+            Some(KeyObj::Mr(m)) if m.key == rkey => {
+                if m.pd != pd {
+                    return Err(MemError::InvalidKey);
+                }
+                m.valid = false;
+                Ok(())
+            }
+            Some(KeyObj::Mw(w)) if w.key == rkey => {
+                if w.pd != pd {
+                    return Err(MemError::InvalidKey);
+                }
+                if w.ty == MwType::Type1 || w.bound.is_none() {
+                    return Err(MemError::AccessDenied);
+                }
+                self.unbind(index);
+                Ok(())
+            }
+            _ => Err(MemError::InvalidKey),
+        }
+    }
+
+    /// The backing and offset for `len` bytes at `addr` through `key`, with
+    /// every check of the transport's `Memory` contract.
+    fn resolve(
+        &self,
+        pd: u32,
+        qpn: u32,
+        key: MemKey,
+        addr: u64,
+        len: u64,
+        need: Access,
+    ) -> Result<(&Backing, usize), MemError> {
+        let (k, remote) = match key {
+            MemKey::Local(k) => (k, false),
+            MemKey::Remote(k) => (k, true),
+        };
+        let mr = match self.objs.get(&index_of(k)) {
+            Some(KeyObj::Mr(m)) if m.key == k && m.pd == pd && m.valid => {
+                if !m.access.contains(need) {
+                    return Err(MemError::AccessDenied);
+                }
+                m
+            }
+            Some(KeyObj::Mw(w)) if remote && w.key == k && w.pd == pd => {
+                let b = w.bound.ok_or(MemError::InvalidKey)?;
+                if b.qpn.is_some_and(|q| q != qpn) {
+                    return Err(MemError::InvalidKey);
+                }
+                if !b.access.contains(need) {
+                    return Err(MemError::AccessDenied);
+                }
+                if !bounds(b.addr, b.len, addr, len) {
+                    return Err(MemError::OutOfBounds);
+                }
+                match self.objs.get(&b.mr_index) {
+                    Some(KeyObj::Mr(m)) if m.valid => m,
+                    _ => return Err(MemError::InvalidKey),
+                }
+            }
+            _ => return Err(MemError::InvalidKey),
+        };
+        if !bounds(mr.addr(), mr.len(), addr, len) {
+            return Err(MemError::OutOfBounds);
+        }
+        Ok((&mr.backing, (addr - mr.addr()) as usize))
+    }
+}
+
+/// The memory of one protection domain, as one QP sees it (type 2 windows
+/// answer only to the QP they are bound to).
+pub(crate) struct PdMemory<'a> {
+    pub keys: &'a mut KeyTable,
+    pub pd: u32,
+    pub qpn: u32,
+}
+
+fn need(key: MemKey, write: bool) -> Access {
+    match (key, write) {
+        (MemKey::Local(_), false) => Access::NONE,
+        (MemKey::Local(_), true) => Access::LOCAL_WRITE,
+        (MemKey::Remote(_), false) => Access::REMOTE_READ,
+        (MemKey::Remote(_), true) => Access::REMOTE_WRITE,
+    }
+}
+
+impl Memory for PdMemory<'_> {
+    fn check(&self, key: MemKey, addr: u64, len: u64, write: bool) -> Result<(), MemError> {
+        self.keys
+            .resolve(self.pd, self.qpn, key, addr, len, need(key, write))
+            .map(|_| ())
+    }
+
+    fn read(&self, key: MemKey, addr: u64, dst: &mut [u8]) -> Result<(), MemError> {
+        let (b, off) = self.keys.resolve(
+            self.pd,
+            self.qpn,
+            key,
+            addr,
+            dst.len() as u64,
+            need(key, false),
+        )?;
+        b.read(off, dst).map_err(|_| MemError::OutOfBounds)
+    }
+
+    fn write(&mut self, key: MemKey, addr: u64, src: &[u8]) -> Result<(), MemError> {
+        let (b, off) = self.keys.resolve(
+            self.pd,
+            self.qpn,
+            key,
+            addr,
+            src.len() as u64,
+            need(key, true),
+        )?;
+        b.write(off, src).map_err(|_| MemError::OutOfBounds)
+    }
+
+    fn atomic(&mut self, rkey: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError> {
+        if !addr.is_multiple_of(8) {
+            return Err(MemError::Misaligned);
+        }
+        let (b, off) = self.keys.resolve(
+            self.pd,
+            self.qpn,
+            MemKey::Remote(rkey),
+            addr,
+            8,
+            Access::REMOTE_ATOMIC,
+        )?;
+        b.update_u64(off, |old| match op {
+            AtomicOp::CompareSwap { compare, swap } => {
+                if old == compare {
+                    swap
+                } else {
+                    old
+                }
+            }
+            AtomicOp::FetchAdd { add } => old.wrapping_add(add),
+        })
+        .map_err(|_| MemError::OutOfBounds)
+    }
+
+    fn invalidate(&mut self, rkey: u32) -> Result<(), MemError> {
+        self.keys.invalidate(self.pd, rkey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softverbs_core::mem::MemBlock;
+    use std::sync::Arc;
+
+    fn block(len: usize) -> (Backing, u64) {
+        let b = Arc::new(MemBlock::new(len));
+        let a = b.addr();
+        (Backing::Block(b), a)
+    }
+
+    #[test]
+    fn keys_rotate_and_stale_keys_miss() {
+        let mut t = KeyTable::new();
+        let (b, _) = block(64);
+        let k1 = t.reg_mr(1, b.clone(), Access::ALL).unwrap();
+        t.dereg_mr(k1).unwrap();
+        let k2 = t.reg_mr(1, b, Access::ALL).unwrap();
+        assert_ne!(k1, k2);
+        assert!(t.mr(k1).is_none());
+        assert!(t.mr(k2).is_some());
+    }
+
+    #[test]
+    fn memory_checks_pd_bounds_and_access() {
+        let mut t = KeyTable::new();
+        let (b, a) = block(64);
+        let k = t
+            .reg_mr(1, b, Access::LOCAL_WRITE | Access::REMOTE_READ)
+            .unwrap();
+        let mut m = PdMemory {
+            keys: &mut t,
+            pd: 1,
+            qpn: 17,
+        };
+        m.write(MemKey::Local(k), a + 8, b"abc").unwrap();
+        let mut out = [0u8; 3];
+        m.read(MemKey::Remote(k), a + 8, &mut out).unwrap();
+        assert_eq!(&out, b"abc");
+        assert_eq!(
+            m.write(MemKey::Remote(k), a, b"x"),
+            Err(MemError::AccessDenied)
+        );
+        assert_eq!(
+            m.read(MemKey::Local(k), a + 62, &mut out),
+            Err(MemError::OutOfBounds)
+        );
+        assert_eq!(
+            m.check(MemKey::Local(k), a - 1, 1, false),
+            Err(MemError::OutOfBounds)
+        );
+        assert_eq!(
+            m.atomic(k, a, AtomicOp::FetchAdd { add: 1 }),
+            Err(MemError::AccessDenied)
+        );
+        let mut other = PdMemory {
+            keys: &mut t,
+            pd: 2,
+            qpn: 17,
+        };
+        assert_eq!(
+            other.read(MemKey::Local(k), a, &mut out),
+            Err(MemError::InvalidKey)
+        );
+        assert_eq!(other.invalidate(k), Err(MemError::InvalidKey));
+    }
+
+    #[test]
+    fn windows_bind_rotate_and_invalidate() {
+        let mut t = KeyTable::new();
+        let (b, a) = block(4096);
+        let mr = t
+            .reg_mr(1, b, Access::LOCAL_WRITE | Access::MW_BIND)
+            .unwrap();
+        let w = t.alloc_mw(1, MwType::Type2).unwrap();
+        let r1 = t
+            .bind_mw(
+                1,
+                17,
+                w,
+                &MwBind {
+                    mr_lkey: mr,
+                    addr: a + 100,
+                    len: 50,
+                    access: Access::REMOTE_WRITE,
+                },
+            )
+            .unwrap();
+        assert_ne!(r1, w);
+        assert!(t.dereg_mr(mr).is_err(), "busy while a window is bound");
+        let mut m = PdMemory {
+            keys: &mut t,
+            pd: 1,
+            qpn: 17,
+        };
+        m.write(MemKey::Remote(r1), a + 100, &[1; 50]).unwrap();
+        assert_eq!(
+            m.write(MemKey::Remote(r1), a + 99, &[1]),
+            Err(MemError::OutOfBounds)
+        );
+        assert_eq!(
+            m.write(MemKey::Local(r1), a + 100, &[1]),
+            Err(MemError::InvalidKey)
+        );
+        let mut other_qp = PdMemory {
+            keys: &mut t,
+            pd: 1,
+            qpn: 18,
+        };
+        assert_eq!(
+            other_qp.write(MemKey::Remote(r1), a + 100, &[1]),
+            Err(MemError::InvalidKey)
+        );
+        t.invalidate(1, r1).unwrap();
+        let mut m = PdMemory {
+            keys: &mut t,
+            pd: 1,
+            qpn: 17,
+        };
+        assert_eq!(
+            m.write(MemKey::Remote(r1), a + 100, &[1]),
+            Err(MemError::InvalidKey)
+        );
+        let r2 = t
+            .bind_mw(
+                1,
+                17,
+                w,
+                &MwBind {
+                    mr_lkey: mr,
+                    addr: a,
+                    len: 10,
+                    access: Access::REMOTE_READ,
+                },
+            )
+            .unwrap();
+        assert_ne!(r2, r1);
+        t.dealloc_mw(w).unwrap();
+        t.dereg_mr(mr).unwrap();
+    }
+}

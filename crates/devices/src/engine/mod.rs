@@ -1,0 +1,1061 @@
+//! The shared engine of the soft devices (the rdmavt idea): tables of PDs,
+//! MRs, MWs, CQs, SRQs, QPs and AHs around the sans-IO transport engines,
+//! completion and event routing, timers, and progress.
+//!
+//! # Locking and threads
+//!
+//! One mutex guards the whole device state. Progress runs in two places:
+//!
+//! - **inline**, on the caller's thread, inside `post_send`, `post_recv`
+//!   and `modify_qp`: the QP's packets are built, sealed and handed to the
+//!   kernel (`sendmmsg`) before the call returns, and its completions go to
+//!   its CQs — no thread hop on the send path;
+//! - on the device's **I/O thread**, started when the socket is bound: it
+//!   sleeps in `recvmmsg` until a datagram arrives or the earliest QP timer
+//!   is due (the socket's read timeout), then, under the lock, checks and
+//!   demultiplexes every datagram, runs the QPs' timers and sends what they
+//!   produced. It never spins: with no timer armed it blocks indefinitely.
+//!   When a caller arms a timer earlier than the one the thread sleeps for,
+//!   it wakes the thread with a zero-length datagram to the device's own
+//!   address.
+//!
+//! Buffers for packets are allocated once per device (a batch of send
+//! slots, a batch of receive slots); the data path does not allocate per
+//! packet.
+//!
+//! The socket is bound lazily, by the first call that creates a resource
+//! (`alloc_pd`, `create_cq`, `create_srq`, `create_qp`) or by
+//! [`SoftDevice::open`], so listing devices never fails because an address
+//! is taken.
+
+mod cq;
+pub(crate) mod keys;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use softverbs_core::caps::DeviceCaps;
+use softverbs_core::driver::{
+    AhAttr, DeviceCounters, Driver, MrKeys, MwBind, MwType, PortAttr, PortState, QpInfo, QpInit,
+    SrqAttr, Wc,
+};
+use softverbs_core::events::{AsyncEvent, AsyncEvents, CompChannel};
+use softverbs_core::mem::Backing;
+use softverbs_core::{Result, VerbsError};
+use softverbs_transport::{
+    Access, Ctx, Incoming, Instant, ModifyQp, PostError, Qp, QpConfig, QpCounters, QpEvent, QpType,
+    RecvQueue, RecvWr, SendOp, SendWr, WcQueue,
+};
+use softverbs_wire::icrc::{self, Endpoints};
+use softverbs_wire::opcode::TransportKind;
+use softverbs_wire::{Gid, PacketRepr};
+
+use crate::config::DeviceConfig;
+use crate::net::{RxBatch, TxBatch, UdpPort};
+use cq::Cq;
+use keys::{KeyTable, PdMemory};
+
+/// The first QPN handed out (rxe starts at 17; 0 and 1 are the special QPs).
+pub const FIRST_QPN: u32 = 17;
+const MAX_QPN: u32 = 0x00ff_ffff;
+
+struct SrqEntry {
+    rq: RecvQueue,
+    attr: SrqAttr,
+    events: Arc<AsyncEvents>,
+}
+
+struct QpEntry {
+    qp: Qp,
+    pd: u32,
+    init: QpInit,
+    events: Arc<AsyncEvents>,
+}
+
+/// Everything behind the device lock.
+struct State {
+    pds: HashMap<u32, ()>,
+    next_pd: u32,
+    keys: KeyTable,
+    cqs: HashMap<u32, Cq>,
+    next_cq: u32,
+    srqs: HashMap<u32, SrqEntry>,
+    next_srq: u32,
+    qps: HashMap<u32, QpEntry>,
+    next_qpn: u32,
+    ahs: HashMap<u32, AhAttr>,
+    next_ah: u32,
+    counters: DeviceCounters,
+    /// Counters of destroyed QPs.
+    dead_qps: QpCounters,
+    tx: TxBatch,
+}
+
+/// Next free id from a cyclic counter in `[lo, hi]`.
+fn next_id<V>(map: &HashMap<u32, V>, next: &mut u32, lo: u32, hi: u32) -> Option<u32> {
+    for _ in 0..=(hi - lo) {
+        let id = *next;
+        *next = if id >= hi { lo } else { id + 1 };
+        if !map.contains_key(&id) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// Add `b` into `a`, field by field.
+pub(crate) fn add_counters(a: &mut QpCounters, b: &QpCounters) {
+    a.sent_pkts += b.sent_pkts;
+    a.rcvd_pkts += b.rcvd_pkts;
+    a.duplicate_request += b.duplicate_request;
+    a.out_of_seq_request += b.out_of_seq_request;
+    a.rcvd_rnr_err += b.rcvd_rnr_err;
+    a.send_rnr_err += b.send_rnr_err;
+    a.rcvd_seq_err += b.rcvd_seq_err;
+    a.retransmits += b.retransmits;
+    a.retransmitted_pkts += b.retransmitted_pkts;
+    a.timeouts += b.timeouts;
+    a.retry_exceeded_err += b.retry_exceeded_err;
+    a.retry_rnr_exceeded_err += b.retry_rnr_exceeded_err;
+    a.dropped_pkts += b.dropped_pkts;
+    a.lost_msgs += b.lost_msgs;
+    a.acks_sent += b.acks_sent;
+    a.completion_errors += b.completion_errors;
+}
+
+fn qp_event(qpn: u32, e: QpEvent) -> AsyncEvent {
+    match e {
+        QpEvent::CommEstablished => AsyncEvent::CommEstablished { qpn },
+        QpEvent::Fatal => AsyncEvent::QpFatal { qpn },
+        QpEvent::SqDrained => AsyncEvent::SqDrained { qpn },
+        QpEvent::LastWqeReached => AsyncEvent::LastWqeReached { qpn },
+    }
+}
+
+fn post_error(qpn: u32, e: PostError) -> VerbsError {
+    match e {
+        PostError::QueueFull => VerbsError::QueueFull,
+        PostError::InvalidState(_) => VerbsError::InvalidState(format!("QP {qpn:#x}: {e}")),
+        PostError::Invalid(_) => VerbsError::invalid(format!("QP {qpn:#x}: {e}")),
+    }
+}
+
+/// The socket address of a GID on `port`.
+fn gid_addr(gid: &Gid, port: u16) -> SocketAddr {
+    SocketAddr::new(gid.to_ip(), port)
+}
+
+/// The GID of an IP address (IPv4 as v4-mapped, as Linux).
+fn ip_gid(ip: IpAddr) -> Gid {
+    match ip {
+        IpAddr::V4(v4) => Gid::from_ipv4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Gid::from_ipv4(v4),
+            None => Gid(v6.octets()),
+        },
+    }
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            pds: HashMap::new(),
+            next_pd: 1,
+            keys: KeyTable::new(),
+            cqs: HashMap::new(),
+            next_cq: 1,
+            srqs: HashMap::new(),
+            next_srq: 1,
+            qps: HashMap::new(),
+            next_qpn: FIRST_QPN,
+            ahs: HashMap::new(),
+            next_ah: 1,
+            counters: DeviceCounters::default(),
+            dead_qps: QpCounters::default(),
+            tx: TxBatch::new(),
+        }
+    }
+
+    /// Drain QP `qpn`: its packets into the send batch (flushed when full),
+    /// its completions into its CQs, its events to its context, and the
+    /// limit event of its SRQ.
+    fn progress(&mut self, qpn: u32, now: Instant, port: &UdpPort) {
+        let State {
+            qps,
+            keys,
+            srqs,
+            cqs,
+            tx,
+            counters,
+            ..
+        } = self;
+        let Some(e) = qps.get_mut(&qpn) else { return };
+        let local = port.local();
+        let dport = local.port();
+        let srq_id = e.init.srq;
+        {
+            let mut mem = PdMemory {
+                keys,
+                pd: e.pd,
+                qpn,
+            };
+            let srq = srq_id.and_then(|s| srqs.get_mut(&s)).map(|s| &mut s.rq);
+            let mut ctx = Ctx { mem: &mut mem, srq };
+            loop {
+                if tx.is_full() {
+                    let (p, b) = tx.flush(port);
+                    counters.sent_pkts += p;
+                    counters.sent_bytes += b;
+                }
+                let Some(t) = e.qp.poll_transmit(now, &mut ctx, tx.slot()) else {
+                    break;
+                };
+                let dst = gid_addr(&t.dst, dport);
+                if dst.is_ipv4() != local.is_ipv4() {
+                    continue; // unreachable from this socket's family
+                }
+                let slot = &mut tx.slot()[..t.len];
+                icrc::seal(&Endpoints { src: local, dst }, 0, slot);
+                tx.commit(t.len, dst);
+            }
+        }
+        while let Some(c) = e.qp.poll_completion() {
+            let cq = match c.queue {
+                WcQueue::Send => e.init.send_cq,
+                WcQueue::Recv => e.init.recv_cq,
+            };
+            if let Some(cq) = cqs.get_mut(&cq) {
+                cq.push(c, counters);
+            }
+        }
+        while let Some(ev) = e.qp.poll_event() {
+            e.events.push(qp_event(qpn, ev));
+        }
+        if let Some(s) = srq_id.and_then(|s| srqs.get_mut(&s)) {
+            if s.rq.take_limit_event() {
+                s.attr.limit = 0;
+                s.events.push(AsyncEvent::SrqLimitReached {
+                    srq: srq_id.unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    fn flush(&mut self, port: &UdpPort) {
+        let (p, b) = self.tx.flush(port);
+        self.counters.sent_pkts += p;
+        self.counters.sent_bytes += b;
+    }
+
+    /// The earliest timer of any QP.
+    fn next_timeout(&self) -> Option<Instant> {
+        self.qps.values().filter_map(|e| e.qp.poll_timeout()).min()
+    }
+
+    /// Check, demultiplex and deliver one datagram.
+    fn receive(&mut self, now: Instant, dgram: &[u8], src: SocketAddr, port: &UdpPort) {
+        let local = port.local();
+        if dgram.is_empty() && src == local {
+            return; // a wake-up
+        }
+        self.counters.rcvd_pkts += 1;
+        self.counters.rcvd_bytes += dgram.len() as u64;
+        let ep = Endpoints { src, dst: local };
+        let Some(ip_id) = icrc::verify_unknown_ip_id(&ep, dgram) else {
+            // Too short for an ICRC counts as malformed, a wrong one as bad ICRC.
+            if dgram.len() < softverbs_wire::ICRC_LEN + 12 {
+                self.counters.drop_malformed += 1;
+            } else {
+                self.counters.drop_bad_icrc += 1;
+            }
+            return;
+        };
+        let Ok((repr, payload)) = PacketRepr::parse(dgram) else {
+            self.counters.drop_malformed += 1;
+            return;
+        };
+        let qpn = repr.bth.dest_qpn;
+        let Some(e) = self.qps.get_mut(&qpn) else {
+            self.counters.drop_unknown_qpn += 1;
+            return;
+        };
+        let Ok(info) = repr.bth.opcode.info() else {
+            self.counters.drop_bad_opcode += 1;
+            return;
+        };
+        let want = match e.qp.qp_type() {
+            QpType::Rc => TransportKind::Rc,
+            QpType::Uc => TransportKind::Uc,
+            QpType::Ud => TransportKind::Ud,
+        };
+        if info.transport != want {
+            self.counters.drop_bad_opcode += 1;
+            return;
+        }
+        if let Some(deth) = repr.deth {
+            if deth.qkey != e.qp.attrs().qkey {
+                self.counters.drop_qkey_mismatch += 1;
+                return;
+            }
+        }
+        // What UD puts at the head of a receive buffer: for IPv4 20 zero
+        // bytes and the IPv4 header (rebuilt: TTL 64, TOS 0, the solved
+        // identification), for IPv6 the IPv6 header (as the GRH).
+        let mut network_header = [0u8; 40];
+        let ph = ep.pseudo_headers(ip_id, dgram.len());
+        let ip = ph.ip();
+        network_header[40 - ip.len()..].copy_from_slice(ip);
+        let inc = Incoming {
+            repr: &repr,
+            payload,
+            src: ip_gid(src.ip()),
+            network_header: &network_header,
+        };
+        {
+            let State {
+                qps, keys, srqs, ..
+            } = self;
+            let Some(e) = qps.get_mut(&qpn) else { return };
+            let mut mem = PdMemory {
+                keys,
+                pd: e.pd,
+                qpn,
+            };
+            let srq = e.init.srq.and_then(|s| srqs.get_mut(&s)).map(|s| &mut s.rq);
+            let mut ctx = Ctx { mem: &mut mem, srq };
+            e.qp.handle_packet(now, &inc, &mut ctx);
+        }
+        self.progress(qpn, now, port);
+    }
+
+    /// Run the timers that are due.
+    fn run_timers(&mut self, now: Instant, port: &UdpPort) {
+        let due: Vec<u32> = self
+            .qps
+            .iter()
+            .filter(|(_, e)| e.qp.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(&q, _)| q)
+            .collect();
+        for qpn in due {
+            if let Some(e) = self.qps.get_mut(&qpn) {
+                e.qp.handle_timeout(now);
+            }
+            self.progress(qpn, now, port);
+        }
+    }
+}
+
+/// The monotonic clock: devices are the I/O edge, where the transport's
+/// injected time comes from.
+#[allow(clippy::disallowed_methods)]
+fn clock() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// What the device and its I/O thread share.
+struct Shared {
+    cfg: DeviceConfig,
+    caps: DeviceCaps,
+    gids: Vec<Gid>,
+    epoch: std::time::Instant,
+    state: Mutex<State>,
+    port: OnceLock<Arc<UdpPort>>,
+    shutdown: AtomicBool,
+    /// When the I/O thread will next wake on its own (ns since `epoch`;
+    /// `u64::MAX`: never).
+    sleep_until: AtomicU64,
+}
+
+impl Shared {
+    fn now(&self) -> Instant {
+        Instant(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After inline progress: flush, and wake the I/O thread if `qpn` now
+    /// has a timer earlier than the one it sleeps for.
+    fn finish_inline(&self, st: &mut State, qpn: u32, port: &UdpPort) {
+        st.flush(port);
+        if let Some(t) = st.qps.get(&qpn).and_then(|e| e.qp.poll_timeout()) {
+            if t.0 < self.sleep_until.load(Ordering::Acquire) {
+                self.sleep_until.store(t.0, Ordering::Release);
+                port.wake();
+            }
+        }
+    }
+}
+
+/// The I/O thread: receive, demultiplex, run timers; sleep in between.
+fn io_loop(shared: Arc<Shared>, port: Arc<UdpPort>) {
+    let mut rx = RxBatch::new();
+    let mut cur_timeout: Option<Option<Duration>> = None;
+    loop {
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let timeout = {
+            let st = shared.lock();
+            let next = st.next_timeout();
+            shared
+                .sleep_until
+                .store(next.map_or(u64::MAX, |t| t.0), Ordering::Release);
+            next.map(|t| t.saturating_since(shared.now()))
+        };
+        let got = match timeout {
+            Some(d) if d < Duration::from_micros(50) => 0,
+            t => {
+                // Round up so we never wake just before the deadline.
+                let t = t.map(|d| d + Duration::from_micros(20));
+                if cur_timeout != Some(t) {
+                    port.set_read_timeout(t);
+                    cur_timeout = Some(t);
+                }
+                rx.recv(&port)
+            }
+        };
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let mut st = shared.lock();
+        let now = shared.now();
+        for i in 0..got {
+            let (dgram, src, truncated) = rx.get(i);
+            let Some(src) = src else { continue };
+            if truncated {
+                st.counters.rcvd_pkts += 1;
+                st.counters.drop_malformed += 1;
+                continue;
+            }
+            st.receive(now, dgram, src, &port);
+        }
+        st.run_timers(now, &port);
+        st.flush(&port);
+    }
+}
+
+/// A soft RDMA device: the shared engine bound to a UDP address, with the
+/// capabilities of its kind. Implements [`Driver`].
+pub struct SoftDevice {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SoftDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftDevice")
+            .field("name", &self.shared.cfg.name)
+            .field("kind", &self.shared.cfg.kind)
+            .field("addr", &self.shared.cfg.addr)
+            .finish()
+    }
+}
+
+impl SoftDevice {
+    /// A device with `caps` and the GID table `gids` for `cfg`. Nothing is
+    /// bound yet.
+    pub fn new(cfg: DeviceConfig, caps: DeviceCaps, gids: Vec<Gid>) -> SoftDevice {
+        SoftDevice {
+            shared: Arc::new(Shared {
+                cfg,
+                caps,
+                gids,
+                epoch: clock(),
+                state: Mutex::new(State::new()),
+                port: OnceLock::new(),
+                shutdown: AtomicBool::new(false),
+                sleep_until: AtomicU64::new(u64::MAX),
+            }),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.shared.cfg
+    }
+
+    /// Bind the device's socket and start its I/O thread, if not done yet.
+    /// Fails with a clear message when the address is taken.
+    pub fn open(&self) -> Result<()> {
+        self.port().map(|_| ())
+    }
+
+    /// The UDP address actually bound (`None` before [`SoftDevice::open`]).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.port.get().map(|p| p.local())
+    }
+
+    fn port(&self) -> Result<Arc<UdpPort>> {
+        if let Some(p) = self.shared.port.get() {
+            return Ok(p.clone());
+        }
+        let mut th = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = self.shared.port.get() {
+            return Ok(p.clone());
+        }
+        let port = Arc::new(UdpPort::bind(self.shared.cfg.addr, &self.shared.cfg.name)?);
+        let (s, p) = (self.shared.clone(), port.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("{}-io", self.shared.cfg.name))
+            .spawn(move || io_loop(s, p))
+            .map_err(|e| VerbsError::Io(format!("cannot start the I/O thread: {e}")))?;
+        *th = Some(handle);
+        let _ = self.shared.port.set(port.clone());
+        Ok(port)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    fn name_str(&self) -> &str {
+        &self.shared.cfg.name
+    }
+
+    fn unsupported(&self, what: &str) -> VerbsError {
+        VerbsError::unsupported(self.name_str(), what)
+    }
+
+    fn check_pd(st: &State, pd: u32) -> Result<()> {
+        if st.pds.contains_key(&pd) {
+            Ok(())
+        } else {
+            Err(VerbsError::NotFound(format!("protection domain {pd}")))
+        }
+    }
+
+    fn qp_missing(qpn: u32) -> VerbsError {
+        VerbsError::NotFound(format!("QP {qpn:#x}"))
+    }
+
+    fn check_send_op(&self, op: &SendOp) -> Result<()> {
+        let ops = &self.shared.caps.ops;
+        let ok = match op {
+            SendOp::Send | SendOp::SendWithImm { .. } => ops.send,
+            SendOp::SendWithInv { .. } => ops.send_with_inv,
+            SendOp::Write { .. } | SendOp::WriteWithImm { .. } => ops.rdma_write,
+            SendOp::Read { .. } => ops.rdma_read,
+            SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. } => ops.atomics,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.unsupported(&format!("the {op:?} operation")))
+        }
+    }
+}
+
+impl Drop for SoftDevice {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        if let Some(p) = self.shared.port.get() {
+            p.wake();
+        }
+        let th = self.thread.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = th.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Driver for SoftDevice {
+    fn name(&self) -> &str {
+        &self.shared.cfg.name
+    }
+
+    fn kind(&self) -> &str {
+        self.shared.cfg.kind.as_str()
+    }
+
+    fn caps(&self) -> &DeviceCaps {
+        &self.shared.caps
+    }
+
+    fn port(&self, port: u8) -> Result<PortAttr> {
+        if port != 1 {
+            return Err(VerbsError::NotFound(format!(
+                "port {port} of {} (it has port 1)",
+                self.name_str()
+            )));
+        }
+        let cfg = &self.shared.cfg;
+        Ok(PortAttr {
+            port: 1,
+            state: PortState::Active,
+            max_mtu: self.shared.caps.max_mtu,
+            active_mtu: cfg.mtu.bytes() as u32,
+            gid_tbl_len: self.shared.gids.len() as u32,
+            link_layer: "Ethernet",
+            netdev: cfg.addr.ip().to_string(),
+            udp_addr: self.local_addr().unwrap_or(cfg.addr).to_string(),
+        })
+    }
+
+    fn gids(&self, port: u8) -> Result<Vec<Gid>> {
+        Driver::port(self, port)?;
+        Ok(self.shared.gids.clone())
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        let st = self.lock();
+        let mut c = st.counters;
+        c.qp = st.dead_qps;
+        for e in st.qps.values() {
+            add_counters(&mut c.qp, e.qp.counters());
+        }
+        c
+    }
+
+    fn alloc_pd(&self) -> Result<u32> {
+        self.port()?;
+        let mut st = self.lock();
+        if st.pds.len() >= self.shared.caps.max_pd as usize {
+            return Err(VerbsError::NoResources("protection domains".into()));
+        }
+        let State { pds, next_pd, .. } = &mut *st;
+        let id = next_id(pds, next_pd, 1, u32::MAX)
+            .ok_or_else(|| VerbsError::NoResources("protection domains".into()))?;
+        pds.insert(id, ());
+        Ok(id)
+    }
+
+    fn dealloc_pd(&self, pd: u32) -> Result<()> {
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        st.pds.remove(&pd);
+        Ok(())
+    }
+
+    fn reg_mr(&self, pd: u32, backing: Backing, access: Access) -> Result<MrKeys> {
+        if access.0 & !Access::ALL.0 != 0 {
+            return Err(VerbsError::invalid(format!(
+                "unknown access bits {:#x}",
+                access.0 & !Access::ALL.0
+            )));
+        }
+        if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
+            && !access.contains(Access::LOCAL_WRITE)
+        {
+            return Err(VerbsError::invalid(
+                "REMOTE_WRITE and REMOTE_ATOMIC need LOCAL_WRITE too (IBTA 10.6.3.1)",
+            ));
+        }
+        if access.contains(Access::MW_BIND) && !self.shared.caps.ops.memory_windows {
+            return Err(self.unsupported("memory windows (MW_BIND access)"));
+        }
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        if st.keys.mrs >= self.shared.caps.max_mr {
+            return Err(VerbsError::NoResources("memory regions".into()));
+        }
+        let key = st.keys.reg_mr(pd, backing, access)?;
+        Ok(MrKeys {
+            lkey: key,
+            rkey: key,
+        })
+    }
+
+    fn dereg_mr(&self, lkey: u32) -> Result<()> {
+        self.lock().keys.dereg_mr(lkey)
+    }
+
+    fn alloc_mw(&self, pd: u32, mw_type: MwType) -> Result<u32> {
+        if !self.shared.caps.ops.memory_windows {
+            return Err(self.unsupported("memory windows"));
+        }
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        if st.keys.mws >= self.shared.caps.max_mw {
+            return Err(VerbsError::NoResources("memory windows".into()));
+        }
+        st.keys.alloc_mw(pd, mw_type)
+    }
+
+    fn bind_mw(&self, qpn: u32, mw_rkey: u32, bind: MwBind) -> Result<u32> {
+        let mut st = self.lock();
+        let pd = st.qps.get(&qpn).ok_or_else(|| Self::qp_missing(qpn))?.pd;
+        st.keys.bind_mw(pd, qpn, mw_rkey, &bind)
+    }
+
+    fn dealloc_mw(&self, rkey: u32) -> Result<()> {
+        self.lock().keys.dealloc_mw(rkey)
+    }
+
+    fn invalidate(&self, pd: u32, rkey: u32) -> Result<()> {
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        st.keys.invalidate(pd, rkey).map_err(|e| match e {
+            softverbs_transport::MemError::AccessDenied => VerbsError::invalid(format!(
+                "rkey {rkey:#x} names a type 1 or unbound memory window, which cannot be invalidated"
+            )),
+            _ => VerbsError::NotFound(format!(
+                "memory region or window with rkey {rkey:#x} in PD {pd}"
+            )),
+        })
+    }
+
+    fn create_cq(
+        &self,
+        cqe: u32,
+        channel: Option<Arc<CompChannel>>,
+        events: Arc<AsyncEvents>,
+    ) -> Result<(u32, u32)> {
+        let caps = &self.shared.caps;
+        if cqe == 0 || cqe > caps.max_cqe {
+            return Err(VerbsError::invalid(format!(
+                "a CQ holds 1 to {} entries, not {cqe}",
+                caps.max_cqe
+            )));
+        }
+        self.port()?;
+        let mut st = self.lock();
+        if st.cqs.len() >= caps.max_cq as usize {
+            return Err(VerbsError::NoResources("completion queues".into()));
+        }
+        let State { cqs, next_cq, .. } = &mut *st;
+        let id = next_id(cqs, next_cq, 1, u32::MAX)
+            .ok_or_else(|| VerbsError::NoResources("completion queues".into()))?;
+        cqs.insert(id, Cq::new(id, cqe as usize, channel, events));
+        Ok((id, cqe))
+    }
+
+    fn resize_cq(&self, cq: u32, cqe: u32) -> Result<u32> {
+        let max = self.shared.caps.max_cqe;
+        let mut st = self.lock();
+        let c = st
+            .cqs
+            .get_mut(&cq)
+            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))?;
+        if cqe == 0 || cqe > max || (cqe as usize) < c.q.len() {
+            return Err(VerbsError::invalid(format!(
+                "cannot resize CQ {cq} to {cqe}: it holds {} completions and at most {max} entries",
+                c.q.len()
+            )));
+        }
+        c.cap = cqe as usize;
+        Ok(cqe)
+    }
+
+    fn destroy_cq(&self, cq: u32) -> Result<()> {
+        let mut st = self.lock();
+        if !st.cqs.contains_key(&cq) {
+            return Err(VerbsError::NotFound(format!("CQ {cq}")));
+        }
+        let users: Vec<String> = st
+            .qps
+            .iter()
+            .filter(|(_, e)| e.init.send_cq == cq || e.init.recv_cq == cq)
+            .map(|(q, _)| format!("QP {q:#x}"))
+            .collect();
+        if !users.is_empty() {
+            return Err(VerbsError::Busy {
+                what: format!("CQ {cq}"),
+                users,
+            });
+        }
+        st.cqs.remove(&cq);
+        Ok(())
+    }
+
+    fn poll_cq(&self, cq: u32, max: usize, out: &mut Vec<Wc>) -> Result<usize> {
+        let mut st = self.lock();
+        let c = st
+            .cqs
+            .get_mut(&cq)
+            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))?;
+        Ok(c.poll(max, out))
+    }
+
+    fn req_notify_cq(&self, cq: u32, solicited_only: bool) -> Result<()> {
+        let mut st = self.lock();
+        let c = st
+            .cqs
+            .get_mut(&cq)
+            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))?;
+        // Solicited-only never weakens an arm for any completion.
+        c.armed = Some(match c.armed {
+            Some(false) => false,
+            _ => solicited_only,
+        });
+        Ok(())
+    }
+
+    fn create_srq(&self, pd: u32, attr: SrqAttr, events: Arc<AsyncEvents>) -> Result<u32> {
+        let caps = &self.shared.caps;
+        if !caps.ops.srq {
+            return Err(self.unsupported("shared receive queues"));
+        }
+        if attr.max_wr == 0 || attr.max_wr > caps.max_srq_wr || attr.max_sge > caps.max_srq_sge {
+            return Err(VerbsError::invalid(format!(
+                "an SRQ holds 1 to {} WRs of at most {} SGEs",
+                caps.max_srq_wr, caps.max_srq_sge
+            )));
+        }
+        self.port()?;
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        if st.srqs.len() >= caps.max_srq as usize {
+            return Err(VerbsError::NoResources("shared receive queues".into()));
+        }
+        let State { srqs, next_srq, .. } = &mut *st;
+        let id = next_id(srqs, next_srq, 1, u32::MAX)
+            .ok_or_else(|| VerbsError::NoResources("shared receive queues".into()))?;
+        let mut rq = RecvQueue::new(attr.max_wr as usize);
+        rq.arm_limit(attr.limit);
+        srqs.insert(id, SrqEntry { rq, attr, events });
+        Ok(id)
+    }
+
+    fn modify_srq(&self, srq: u32, max_wr: Option<u32>, limit: Option<u32>) -> Result<()> {
+        let max = self.shared.caps.max_srq_wr;
+        let mut st = self.lock();
+        let s = st
+            .srqs
+            .get_mut(&srq)
+            .ok_or_else(|| VerbsError::NotFound(format!("SRQ {srq}")))?;
+        if let Some(w) = max_wr {
+            if w == 0 || w > max || (w as usize) < s.rq.len() {
+                return Err(VerbsError::invalid(format!(
+                    "cannot resize SRQ {srq} to {w}: it holds {} WRs and at most {max}",
+                    s.rq.len()
+                )));
+            }
+        }
+        let new_limit = limit.unwrap_or(s.attr.limit);
+        let new_max = max_wr.unwrap_or(s.attr.max_wr);
+        if new_limit > new_max {
+            return Err(VerbsError::invalid(format!(
+                "the SRQ limit {new_limit} exceeds its depth {new_max}"
+            )));
+        }
+        if let Some(w) = max_wr {
+            s.rq.set_capacity(w as usize);
+            s.attr.max_wr = w;
+        }
+        if let Some(l) = limit {
+            s.rq.arm_limit(l);
+            s.attr.limit = l;
+        }
+        Ok(())
+    }
+
+    fn query_srq(&self, srq: u32) -> Result<SrqAttr> {
+        let st = self.lock();
+        let s = st
+            .srqs
+            .get(&srq)
+            .ok_or_else(|| VerbsError::NotFound(format!("SRQ {srq}")))?;
+        Ok(SrqAttr {
+            limit: s.rq.limit(),
+            ..s.attr
+        })
+    }
+
+    fn destroy_srq(&self, srq: u32) -> Result<()> {
+        let mut st = self.lock();
+        if !st.srqs.contains_key(&srq) {
+            return Err(VerbsError::NotFound(format!("SRQ {srq}")));
+        }
+        let users: Vec<String> = st
+            .qps
+            .iter()
+            .filter(|(_, e)| e.init.srq == Some(srq))
+            .map(|(q, _)| format!("QP {q:#x}"))
+            .collect();
+        if !users.is_empty() {
+            return Err(VerbsError::Busy {
+                what: format!("SRQ {srq}"),
+                users,
+            });
+        }
+        st.srqs.remove(&srq);
+        Ok(())
+    }
+
+    fn post_srq_recv(&self, srq: u32, wr: RecvWr) -> Result<()> {
+        let mut st = self.lock();
+        let s = st
+            .srqs
+            .get_mut(&srq)
+            .ok_or_else(|| VerbsError::NotFound(format!("SRQ {srq}")))?;
+        s.rq.push(wr).map_err(|_| VerbsError::QueueFull)
+    }
+
+    fn create_qp(&self, pd: u32, init: &QpInit, events: Arc<AsyncEvents>) -> Result<(u32, QpInit)> {
+        let caps = &self.shared.caps;
+        caps.require_qp_type(self.name_str(), init.qp_type)?;
+        if init.srq.is_some() && !caps.ops.srq {
+            return Err(self.unsupported("shared receive queues"));
+        }
+        if init.max_send_wr > caps.max_qp_wr || init.max_recv_wr > caps.max_qp_wr {
+            return Err(VerbsError::invalid(format!(
+                "at most {} WRs per work queue",
+                caps.max_qp_wr
+            )));
+        }
+        if init.max_send_sge > caps.max_sge || init.max_recv_sge > caps.max_sge {
+            return Err(VerbsError::invalid(format!(
+                "at most {} SGEs per WR",
+                caps.max_sge
+            )));
+        }
+        if init.max_inline_data > caps.max_inline_data {
+            return Err(VerbsError::invalid(format!(
+                "at most {} bytes of inline data",
+                caps.max_inline_data
+            )));
+        }
+        self.port()?;
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        for cq in [init.send_cq, init.recv_cq] {
+            if !st.cqs.contains_key(&cq) {
+                return Err(VerbsError::NotFound(format!("CQ {cq}")));
+            }
+        }
+        if let Some(s) = init.srq {
+            if !st.srqs.contains_key(&s) {
+                return Err(VerbsError::NotFound(format!("SRQ {s}")));
+            }
+        }
+        if st.qps.len() >= caps.max_qp as usize {
+            return Err(VerbsError::NoResources("queue pairs".into()));
+        }
+        let State { qps, next_qpn, .. } = &mut *st;
+        let qpn = next_id(qps, next_qpn, FIRST_QPN, MAX_QPN)
+            .ok_or_else(|| VerbsError::NoResources("queue pair numbers".into()))?;
+        let granted = QpInit {
+            max_send_wr: init.max_send_wr.max(1),
+            max_recv_wr: if init.srq.is_some() {
+                0
+            } else {
+                init.max_recv_wr.max(1)
+            },
+            ..init.clone()
+        };
+        let qp = Qp::new(QpConfig {
+            qp_type: init.qp_type,
+            qpn,
+            sq_sig_all: init.sq_sig_all,
+            max_send_wr: granted.max_send_wr as usize,
+            max_recv_wr: granted.max_recv_wr as usize,
+            use_srq: init.srq.is_some(),
+        });
+        qps.insert(
+            qpn,
+            QpEntry {
+                qp,
+                pd,
+                init: granted.clone(),
+                events,
+            },
+        );
+        Ok((qpn, granted))
+    }
+
+    fn modify_qp(&self, qpn: u32, m: &ModifyQp) -> Result<()> {
+        if let Some(mtu) = m.path_mtu {
+            if mtu > self.shared.cfg.mtu {
+                return Err(VerbsError::invalid(format!(
+                    "path MTU {} exceeds the active MTU {} of {} (configure mtu= in SOFTVERBS_DEVICES)",
+                    mtu.bytes(),
+                    self.shared.cfg.mtu.bytes(),
+                    self.name_str()
+                )));
+            }
+        }
+        let port = self.port()?;
+        let now = self.shared.now();
+        let mut st = self.lock();
+        let e = st.qps.get_mut(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        e.qp.modify(m, now);
+        st.progress(qpn, now, &port);
+        self.shared.finish_inline(&mut st, qpn, &port);
+        Ok(())
+    }
+
+    fn query_qp(&self, qpn: u32) -> Result<QpInfo> {
+        let st = self.lock();
+        let e = st.qps.get(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        Ok(QpInfo {
+            qpn,
+            state: e.qp.state(),
+            attrs: e.qp.attrs(),
+            init: e.init.clone(),
+            counters: *e.qp.counters(),
+        })
+    }
+
+    fn destroy_qp(&self, qpn: u32) -> Result<()> {
+        let mut st = self.lock();
+        let e = st.qps.remove(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        add_counters(&mut st.dead_qps, e.qp.counters());
+        Ok(())
+    }
+
+    fn post_send(&self, qpn: u32, wr: SendWr) -> Result<()> {
+        self.check_send_op(&wr.op)?;
+        let port = self.port()?;
+        let now = self.shared.now();
+        let mut st = self.lock();
+        let e = st.qps.get_mut(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        e.qp.post_send(wr).map_err(|err| post_error(qpn, err))?;
+        st.progress(qpn, now, &port);
+        self.shared.finish_inline(&mut st, qpn, &port);
+        Ok(())
+    }
+
+    fn post_recv(&self, qpn: u32, wr: RecvWr) -> Result<()> {
+        let port = self.port()?;
+        let now = self.shared.now();
+        let mut st = self.lock();
+        let e = st.qps.get_mut(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        e.qp.post_recv(wr).map_err(|err| post_error(qpn, err))?;
+        st.progress(qpn, now, &port);
+        self.shared.finish_inline(&mut st, qpn, &port);
+        Ok(())
+    }
+
+    fn create_ah(&self, pd: u32, attr: AhAttr) -> Result<u32> {
+        if attr.port != 1 {
+            return Err(VerbsError::invalid(format!(
+                "port {} of {} (it has port 1)",
+                attr.port,
+                self.name_str()
+            )));
+        }
+        if usize::from(attr.sgid_index) >= self.shared.gids.len() {
+            return Err(VerbsError::invalid(format!(
+                "GID index {} of {} (its table has {} entries)",
+                attr.sgid_index,
+                self.name_str(),
+                self.shared.gids.len()
+            )));
+        }
+        let mut st = self.lock();
+        Self::check_pd(&st, pd)?;
+        if st.ahs.len() >= self.shared.caps.max_ah as usize {
+            return Err(VerbsError::NoResources("address handles".into()));
+        }
+        let State { ahs, next_ah, .. } = &mut *st;
+        let id = next_id(ahs, next_ah, 1, u32::MAX)
+            .ok_or_else(|| VerbsError::NoResources("address handles".into()))?;
+        ahs.insert(id, attr);
+        Ok(id)
+    }
+
+    fn destroy_ah(&self, ah: u32) -> Result<()> {
+        self.lock()
+            .ahs
+            .remove(&ah)
+            .map(|_| ())
+            .ok_or_else(|| VerbsError::NotFound(format!("address handle {ah}")))
+    }
+}

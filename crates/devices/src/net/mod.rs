@@ -1,0 +1,278 @@
+//! The I/O path: one UDP socket per device, batched sends (`sendmmsg`) and
+//! receives (`recvmmsg`) through `nix`, and the socket options that make
+//! the kernel's IPv4 identification predictable.
+//!
+//! # Why `IP_PMTUDISC_DO` on an unconnected socket
+//!
+//! The ICRC covers the IPv4 identification. A UDP socket cannot choose it,
+//! but Linux sets it to 0 on an *unconnected* socket whose packets carry
+//! DF (`IP_MTU_DISCOVER = IP_PMTUDISC_DO`; `PROBE` would not do: it lets the
+//! kernel pick an identification). So every packet is sealed with
+//! `icrc::seal(ep, 0, ..)` before it is handed to the kernel. On receive the
+//! identification is unknown (rxe changes it per packet), so the ICRC is
+//! checked with `icrc::verify_unknown_ip_id`.
+//!
+//! # Source port
+//!
+//! The socket is bound to the device's address and port (4791 by default)
+//! and every packet leaves from that port, instead of rxe's per-flow port
+//! (`0xC000 | hash`, which `Transmit::src_port` carries). Receivers, rxe
+//! included, accept any source port and the ICRC is computed over the port
+//! actually used, so this interoperates; it keeps one socket per device
+//! (no per-flow sockets) and one receive path. ECMP spreading over source
+//! ports, which only matters on a routed fabric, is what is given up.
+//!
+//! # No GSO
+//!
+//! UDP GSO would cut the send system calls further, but what it does to the
+//! IPv4 identification of each segment is kernel-internal; `sendmmsg`
+//! keeps one datagram per packet, each with identification 0.
+
+mod mmsg;
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use nix::sys::socket::{self, sockopt, MsgFlags, SockaddrStorage};
+use softverbs_core::VerbsError;
+use softverbs_transport::MAX_HEADER_LEN;
+
+pub(crate) use mmsg::Headers;
+
+/// Packets per `sendmmsg`.
+pub(crate) const TX_BATCH: usize = 64;
+/// Packets per `recvmmsg`.
+pub(crate) const RX_BATCH: usize = 32;
+/// Room for one outgoing packet: the largest path MTU plus headers.
+pub(crate) const TX_STRIDE: usize = 4096 + MAX_HEADER_LEN;
+/// Room for one incoming datagram; anything longer is truncated and dropped
+/// as malformed.
+pub(crate) const RX_STRIDE: usize = 8192;
+/// Socket buffers asked for (the kernel may grant less without privilege).
+const SOCK_BUF: usize = 4 << 20;
+
+/// A bound UDP socket.
+#[derive(Debug)]
+pub(crate) struct UdpPort {
+    sock: UdpSocket,
+    local: SocketAddr,
+}
+
+impl UdpPort {
+    /// Bind `addr` for device `device`, with DF set (identification 0) and
+    /// large socket buffers.
+    pub(crate) fn bind(addr: SocketAddr, device: &str) -> Result<UdpPort, VerbsError> {
+        let sock = UdpSocket::bind(addr).map_err(|e| {
+            VerbsError::Io(match e.kind() {
+                io::ErrorKind::AddrInUse => format!(
+                    "{addr} is in use — another process owns {device}; pick another address \
+                     with SOFTVERBS_DEVICES=… (e.g. SOFTVERBS_DEVICES={device}=rxe:127.0.0.5) \
+                     or use the daemon"
+                ),
+                io::ErrorKind::AddrNotAvailable => format!(
+                    "{} is not an address of this host, so {device} cannot bind {addr}; \
+                     pick a local address with SOFTVERBS_DEVICES=…",
+                    addr.ip()
+                ),
+                _ => format!("{device}: cannot bind UDP {addr}: {e}"),
+            })
+        })?;
+        let io_err = |what: &str, e: io::Error| {
+            VerbsError::Io(format!("{device}: cannot set {what} on {addr}: {e}"))
+        };
+        match addr {
+            SocketAddr::V4(_) => rustix::net::sockopt::set_ip_mtu_discover(
+                &sock,
+                rustix::net::sockopt::Ipv4PathMtuDiscovery::DO,
+            )
+            .map_err(|e| io_err("IP_MTU_DISCOVER", e.into()))?,
+            SocketAddr::V6(_) => rustix::net::sockopt::set_ipv6_mtu_discover(
+                &sock,
+                rustix::net::sockopt::Ipv6PathMtuDiscovery::DO,
+            )
+            .map_err(|e| io_err("IPV6_MTU_DISCOVER", e.into()))?,
+        }
+        // Bigger buffers absorb a window of 128 unacknowledged packets; the
+        // forced variant needs CAP_NET_ADMIN, the plain one is capped by
+        // net.core.rmem_max. Either is only an optimisation.
+        if socket::setsockopt(&sock, sockopt::RcvBufForce, &SOCK_BUF).is_err() {
+            let _ = socket::setsockopt(&sock, sockopt::RcvBuf, &SOCK_BUF);
+        }
+        if socket::setsockopt(&sock, sockopt::SndBufForce, &SOCK_BUF).is_err() {
+            let _ = socket::setsockopt(&sock, sockopt::SndBuf, &SOCK_BUF);
+        }
+        let local = sock.local_addr().map_err(|e| io_err("local address", e))?;
+        Ok(UdpPort { sock, local })
+    }
+
+    /// The address the socket is bound to.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Wake the receive thread: a zero-length datagram to ourselves.
+    pub(crate) fn wake(&self) {
+        let _ = self.sock.send_to(&[], self.local);
+    }
+
+    /// Set the receive timeout (`None`: block until a datagram arrives).
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) {
+        let _ = self.sock.set_read_timeout(t);
+    }
+}
+
+/// Outgoing packets gathered for one `sendmmsg`; the buffers are reused.
+pub(crate) struct TxBatch {
+    bufs: Vec<u8>,
+    lens: [usize; TX_BATCH],
+    addrs: Vec<Option<SockaddrStorage>>,
+    n: usize,
+    hdrs: Headers,
+}
+
+impl std::fmt::Debug for TxBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TxBatch({} queued)", self.n)
+    }
+}
+
+impl TxBatch {
+    pub(crate) fn new() -> Self {
+        TxBatch {
+            bufs: vec![0; TX_BATCH * TX_STRIDE],
+            lens: [0; TX_BATCH],
+            addrs: vec![None; TX_BATCH],
+            n: 0,
+            hdrs: Headers::new(TX_BATCH),
+        }
+    }
+
+    /// The buffer for the next packet (call [`TxBatch::commit`] to keep it).
+    /// The batch must not be full.
+    pub(crate) fn slot(&mut self) -> &mut [u8] {
+        let at = self.n * TX_STRIDE;
+        &mut self.bufs[at..at + TX_STRIDE]
+    }
+
+    /// Keep the first `len` bytes of the slot, bound for `dst`.
+    pub(crate) fn commit(&mut self, len: usize, dst: SocketAddr) {
+        self.lens[self.n] = len;
+        self.addrs[self.n] = Some(SockaddrStorage::from(dst));
+        self.n += 1;
+    }
+
+    /// True when no slot is left.
+    pub(crate) fn is_full(&self) -> bool {
+        self.n == TX_BATCH
+    }
+
+    /// Send what is queued; returns (packets, bytes) handed to the kernel.
+    /// A packet the kernel refuses is lost, as on a wire.
+    pub(crate) fn flush(&mut self, port: &UdpPort) -> (u64, u64) {
+        let (mut pkts, mut bytes) = (0u64, 0u64);
+        let mut start = 0;
+        while start < self.n {
+            let n = self.n;
+            let res = {
+                let mut chunks = self.bufs.chunks_exact(TX_STRIDE);
+                let lens = &self.lens;
+                let iovs: [[IoSlice<'_>; 1]; TX_BATCH] = std::array::from_fn(|i| {
+                    let c = chunks.next().unwrap_or(&[]);
+                    [IoSlice::new(&c[..lens[i].min(c.len())])]
+                });
+                socket::sendmmsg(
+                    port.sock.as_raw_fd(),
+                    self.hdrs.get(),
+                    iovs[start..n].iter(),
+                    &self.addrs[start..n],
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(|r| r.count())
+            };
+            match res {
+                Ok(sent) if sent > 0 => {
+                    for i in start..start + sent {
+                        pkts += 1;
+                        bytes += self.lens[i] as u64;
+                    }
+                    start += sent;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                // Refused (no route, buffer space …): drop this packet and go on.
+                _ => start += 1,
+            }
+        }
+        self.n = 0;
+        (pkts, bytes)
+    }
+}
+
+/// Incoming datagrams from one `recvmmsg`; lives on the device's I/O thread.
+pub(crate) struct RxBatch {
+    bufs: Vec<u8>,
+    lens: [usize; RX_BATCH],
+    srcs: [Option<SocketAddr>; RX_BATCH],
+    truncated: [bool; RX_BATCH],
+    n: usize,
+    hdrs: Headers,
+}
+
+impl RxBatch {
+    pub(crate) fn new() -> Self {
+        RxBatch {
+            bufs: vec![0; RX_BATCH * RX_STRIDE],
+            lens: [0; RX_BATCH],
+            srcs: [None; RX_BATCH],
+            truncated: [false; RX_BATCH],
+            n: 0,
+            hdrs: Headers::new(RX_BATCH),
+        }
+    }
+
+    /// Wait for at least one datagram (up to the socket's read timeout),
+    /// then take what else is queued. Returns how many arrived (0 on
+    /// timeout).
+    pub(crate) fn recv(&mut self, port: &UdpPort) -> usize {
+        self.n = 0;
+        let mut chunks = self.bufs.chunks_exact_mut(RX_STRIDE);
+        let mut iovs: [[IoSliceMut<'_>; 1]; RX_BATCH] =
+            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
+        let res = socket::recvmmsg(
+            port.sock.as_raw_fd(),
+            self.hdrs.get(),
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        );
+        let Ok(results) = res else {
+            return 0;
+        };
+        for (i, m) in results.enumerate() {
+            self.lens[i] = m.bytes;
+            self.truncated[i] = m.flags.contains(MsgFlags::MSG_TRUNC);
+            self.srcs[i] = m.address.and_then(|a: SockaddrStorage| {
+                if let Some(v4) = a.as_sockaddr_in() {
+                    Some(SocketAddr::V4((*v4).into()))
+                } else {
+                    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+                }
+            });
+            self.n = i + 1;
+        }
+        self.n
+    }
+
+    /// Datagram `i` of the last [`RxBatch::recv`]: its bytes, sender and
+    /// whether it was truncated.
+    pub(crate) fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>, bool) {
+        let at = i * RX_STRIDE;
+        (
+            &self.bufs[at..at + self.lens[i].min(RX_STRIDE)],
+            self.srcs[i],
+            self.truncated[i],
+        )
+    }
+}
