@@ -197,7 +197,8 @@ impl DeviceCaps {
             Err(VerbsError::unsupported(
                 device,
                 format!(
-                    "{t:?} queue pairs (it offers {})",
+                    "{} queue pairs (it offers {})",
+                    crate::qp_rules::type_name(t),
                     self.qp_types.names().join(", ")
                 ),
             ))
