@@ -755,6 +755,32 @@ mod tests {
     }
 
     #[test]
+    fn documented_offsets() {
+        // docs/uapi-verbs.md: qp_attr.
+        let mut a = ModifyAttrs::with_mask(mask::ALL, Some(QpState::Rtr));
+        a.dest_qp_num = Some(0xabcdef);
+        a.ah_attr.as_mut().unwrap().dgid = Gid([0xee; 16]);
+        a.alt_path.as_mut().unwrap().pkey_index = 0x1234;
+        let b = enc_modify(&a);
+        assert_eq!(
+            u32::from_le_bytes(b[0..4].try_into().unwrap()),
+            mask::ALL & !mask::CUR_STATE
+        );
+        assert_eq!(b[4], 2);
+        assert_eq!(&b[20..23], &[0xef, 0xcd, 0xab]);
+        assert_eq!(b[31], 1);
+        assert_eq!(&b[40..56], &[0xee; 16]);
+        assert_eq!(b[64], 1); // ah_attr.port_num
+        assert_eq!(&b[106..108], &[0x34, 0x12]);
+        // device_attr: max_mtu at 112, phys_port_cnt at 119, fw_ver at 128.
+        let c = enc_caps(&DeviceCaps::rxe_like(1));
+        assert_eq!(u32::from_le_bytes(c[112..116].try_into().unwrap()), 4096);
+        assert_eq!(c[119], 1);
+        assert_eq!(c[121], 0b0111);
+        assert_eq!(&c[128..133], b"0.0.0");
+    }
+
+    #[test]
     fn qp_info_round_trips() {
         let info = QpInfo {
             qpn: 0x11,
