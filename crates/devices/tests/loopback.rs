@@ -642,3 +642,37 @@ fn qpns_start_at_17_and_path_mtu_is_capped() {
     assert_eq!(gids[0].to_string(), "fe80::7fff:fe00:1");
     assert_eq!(gids[1].to_string(), "::ffff:127.0.0.1");
 }
+
+#[test]
+fn ipv6_device_talks_to_itself_over_loopback() {
+    let probe = match UdpSocket::bind("[::1]:0") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipped: IPv6 loopback unavailable ({e})");
+            return;
+        }
+    };
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let cfg = softverbs_devices::DeviceConfig::new("rxe6", DeviceKind::Rxe, "::1".parse().unwrap())
+        .with_port(port);
+    let dev = std::sync::Arc::new(softverbs_devices::open_device(cfg));
+    let gids = dev.gids(1).unwrap();
+    assert_eq!(gids[1].to_string(), "::1");
+    let s = Side::new(dev, 8192, 64);
+    let (qa, qb) = (s.qp(QpType::Rc, None), s.qp(QpType::Rc, None));
+    bring_up(&s, qa, qb, s.gid, Mtu::Mtu1024, |_| {});
+    bring_up(&s, qb, qa, s.gid, Mtu::Mtu1024, |_| {});
+    let data = s.fill(0, 3000, 11);
+    s.dev
+        .post_recv(qb, RecvWr::new(5, s.sge(4096, 4096)))
+        .unwrap();
+    s.dev
+        .post_send(qa, SendWr::send(1, s.sge(0, 3000)).signaled())
+        .unwrap();
+    let mut got = [s.wait(), s.wait()];
+    got.sort_by_key(|w| w.wr_id);
+    assert_eq!((got[0].wr_id, got[0].status), (1, WcStatus::Success));
+    assert_eq!((got[1].wr_id, got[1].byte_len), (5, 3000));
+    assert_eq!(s.bytes(4096, 3000), data);
+}

@@ -93,6 +93,8 @@ struct State {
     /// Counters of destroyed QPs.
     dead_qps: QpCounters,
     tx: TxBatch,
+    /// Scratch list of QPs whose timer is due (reused).
+    due: Vec<u32>,
 }
 
 /// Next free id from a cyclic counter in `[lo, hi]`.
@@ -177,6 +179,7 @@ impl State {
             counters: DeviceCounters::default(),
             dead_qps: QpCounters::default(),
             tx: TxBatch::new(),
+            due: Vec::new(),
         }
     }
 
@@ -334,18 +337,21 @@ impl State {
 
     /// Run the timers that are due.
     fn run_timers(&mut self, now: Instant, port: &UdpPort) {
-        let due: Vec<u32> = self
-            .qps
-            .iter()
-            .filter(|(_, e)| e.qp.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(&q, _)| q)
-            .collect();
-        for qpn in due {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        due.extend(
+            self.qps
+                .iter()
+                .filter(|(_, e)| e.qp.poll_timeout().is_some_and(|t| t <= now))
+                .map(|(&q, _)| q),
+        );
+        for &qpn in &due {
             if let Some(e) = self.qps.get_mut(&qpn) {
                 e.qp.handle_timeout(now);
             }
             self.progress(qpn, now, port);
         }
+        self.due = due;
     }
 }
 
