@@ -676,3 +676,45 @@ fn ipv6_device_talks_to_itself_over_loopback() {
     assert_eq!((got[1].wr_id, got[1].byte_len), (5, 3000));
     assert_eq!(s.bytes(4096, 3000), data);
 }
+
+#[test]
+fn sent_packets_are_sealed_for_ip_id_zero_from_the_device_port() {
+    // A fake peer: a plain socket where device B would be.
+    let port = free_port();
+    let peer = UdpSocket::bind((IP_B, port)).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let dev = device("sealer", DeviceKind::Rxe, IP_A, port, Mtu::Mtu1024);
+    let s = Side::new(dev, 4096, 16);
+    let qp = s.qp(QpType::Ud, None);
+    bring_up(&s, qp, 0, s.gid, Mtu::Mtu1024, |_| {});
+    s.fill(0, 333, 4);
+    let dest = UdDest {
+        dgid: softverbs_wire::Gid::from_ipv4(IP_B),
+        remote_qpn: 0x1234,
+        remote_qkey: 0x1111_1111,
+    };
+    s.dev
+        .post_send(qp, SendWr::send(1, s.sge(0, 333)).to(dest))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        from,
+        SocketAddr::from((IP_A, port)),
+        "sent from the device port"
+    );
+    let ep = Endpoints {
+        src: from,
+        dst: (IP_B, port).into(),
+    };
+    assert!(
+        icrc::verify(&ep, 0, &buf[..n]),
+        "ICRC computed for IPv4 id 0"
+    );
+    let (repr, payload) = PacketRepr::parse(&buf[..n]).unwrap();
+    assert_eq!(repr.bth.opcode, Opcode::UD_SEND_ONLY);
+    assert_eq!(repr.bth.dest_qpn, 0x1234);
+    assert_eq!(repr.deth.unwrap().src_qpn, qp);
+    assert_eq!(payload, &s.bytes(0, 333)[..]);
+}
