@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod decode;
+mod demo;
 mod sim;
 
 /// softverbs: RDMA in user space (RoCEv2 wire protocol, verbs, tools).
@@ -17,6 +18,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Two soft RoCE devices in one process doing RDMA to each other over
+    /// UDP: SEND, READ, atomics and an RDMA WRITE throughput run.
+    ///
+    /// Example: softverbs demo
+    Demo(demo::DemoArgs),
     /// Decode the RoCEv2 packets of a pcap/pcapng capture, one line each,
     /// with ICRC verification.
     ///
@@ -33,6 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Sim(args) => sim::run(args),
     };

@@ -1,0 +1,109 @@
+//! A device context (`ibv_context`): the process's handle on a device.
+
+use std::sync::Arc;
+
+use softverbs_core::caps::DeviceCaps;
+use softverbs_core::driver::{DeviceCounters, PortAttr};
+use softverbs_core::events::AsyncEvents;
+use softverbs_core::{Owner, Ucontext};
+use softverbs_wire::Gid;
+
+use crate::cq::{ChannelInner, CompletionChannel, Cq, CqInner};
+use crate::pd::{Pd, PdInner};
+use crate::{device, Result};
+
+/// An open device. Cheap to clone; the device context is closed (and every
+/// object still in it destroyed) when the last clone and the last object
+/// created from it are dropped.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) uctx: Arc<Ucontext>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Context({})", self.name())
+    }
+}
+
+impl Context {
+    /// Open the device `name` (`ibv_open_device`).
+    ///
+    /// ```no_run
+    /// let ctx = softverbs::Context::open("rxe0").unwrap();
+    /// println!("{} offers {:?}", ctx.name(), ctx.query_device().unwrap().qp_types.names());
+    /// ```
+    pub fn open(name: &str) -> Result<Context> {
+        let dev = device::find(name)?;
+        let uctx = dev.open(Owner::this_process())?;
+        Ok(Context { uctx })
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        self.uctx.device().name()
+    }
+
+    /// Device attributes and capabilities (`ibv_query_device`).
+    pub fn query_device(&self) -> Result<DeviceCaps> {
+        self.uctx.query_device()
+    }
+
+    /// Port attributes (`ibv_query_port`); ports are numbered from 1.
+    pub fn query_port(&self, port: u8) -> Result<PortAttr> {
+        self.uctx.query_port(port)
+    }
+
+    /// A GID of a port (`ibv_query_gid`). For RoCE over IPv4, index 1 is the
+    /// IPv4-mapped address, as with Linux rxe.
+    pub fn query_gid(&self, port: u8, index: u16) -> Result<Gid> {
+        self.uctx.query_gid(port, index)
+    }
+
+    /// Device-wide counters.
+    pub fn counters(&self) -> DeviceCounters {
+        self.uctx.driver().counters()
+    }
+
+    /// The asynchronous event queue (`ibv_get_async_event`); its fd is pollable.
+    pub fn async_events(&self) -> &AsyncEvents {
+        self.uctx.async_events()
+    }
+
+    /// Allocate a protection domain (`ibv_alloc_pd`).
+    pub fn alloc_pd(&self) -> Result<Pd> {
+        let r = self.uctx.alloc_pd()?;
+        Ok(Pd {
+            inner: Arc::new(PdInner {
+                uctx: self.uctx.clone(),
+                r,
+            }),
+        })
+    }
+
+    /// Create a completion channel (`ibv_create_comp_channel`).
+    pub fn create_comp_channel(&self) -> Result<CompletionChannel> {
+        let r = self.uctx.create_comp_channel()?;
+        Ok(CompletionChannel {
+            inner: Arc::new(ChannelInner {
+                uctx: self.uctx.clone(),
+                r,
+            }),
+        })
+    }
+
+    /// Create a completion queue of at least `cqe` entries (`ibv_create_cq`),
+    /// optionally reporting to `channel` when armed.
+    pub fn create_cq(&self, cqe: u32, channel: Option<&CompletionChannel>) -> Result<Cq> {
+        let r = self
+            .uctx
+            .create_cq(cqe, channel.map(|c| c.inner.r.handle))?;
+        Ok(Cq {
+            inner: Arc::new(CqInner {
+                uctx: self.uctx.clone(),
+                r,
+                channel: channel.map(|c| c.inner.clone()),
+            }),
+        })
+    }
+}

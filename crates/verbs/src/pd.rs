@@ -1,0 +1,178 @@
+//! Protection domains and address handles.
+
+use std::sync::Arc;
+
+use softverbs_core::driver::{AhAttr, MwType, SrqAttr};
+use softverbs_core::mem::{Backing, MemBlock, RawMem};
+use softverbs_core::{AhRef, PdRef, QpCreate, Ucontext};
+use softverbs_transport::{Access, UdDest};
+
+use crate::mr::{Mr, MrInner, Mw, MwInner};
+use crate::qp::{Qp, QpInitAttr, QpInner};
+use crate::srq::{Srq, SrqInner};
+use crate::Result;
+
+pub(crate) struct PdInner {
+    pub uctx: Arc<Ucontext>,
+    pub r: PdRef,
+}
+
+impl Drop for PdInner {
+    fn drop(&mut self) {
+        let _ = self.uctx.dealloc_pd(self.r.handle);
+    }
+}
+
+/// A protection domain (`ibv_pd`): memory registered in it is reachable only
+/// by QPs of the same PD.
+#[derive(Clone)]
+pub struct Pd {
+    pub(crate) inner: Arc<PdInner>,
+}
+
+impl Pd {
+    /// Register a new zeroed, page-aligned buffer of `len` bytes
+    /// (`ibv_reg_mr` on memory the region owns).
+    pub fn reg_mr(&self, len: usize, access: Access) -> Result<Mr> {
+        self.reg_block(Arc::new(MemBlock::new(len)), access)
+    }
+
+    /// Register an existing shared block.
+    pub fn reg_block(&self, block: Arc<MemBlock>, access: Access) -> Result<Mr> {
+        let r =
+            self.inner
+                .uctx
+                .reg_mr(self.inner.r.handle, Backing::Block(block.clone()), access)?;
+        Ok(Mr {
+            inner: Arc::new(MrInner {
+                pd: self.inner.clone(),
+                r,
+                block: Some(block),
+            }),
+        })
+    }
+
+    /// Register memory the caller owns (`ibv_reg_mr` on a raw pointer).
+    ///
+    /// # Safety
+    /// `len` bytes at `ptr` must stay valid, and must not be accessed by the
+    /// application while an operation may touch them, until the returned
+    /// region (and every clone) is dropped.
+    #[allow(unsafe_code)] // the caller's contract is written above
+    pub unsafe fn reg_mr_raw(&self, ptr: *mut u8, len: usize, access: Access) -> Result<Mr> {
+        // SAFETY: forwarded to the caller.
+        let raw = unsafe { RawMem::new(ptr, len) };
+        let r = self
+            .inner
+            .uctx
+            .reg_mr(self.inner.r.handle, Backing::Raw(raw), access)?;
+        Ok(Mr {
+            inner: Arc::new(MrInner {
+                pd: self.inner.clone(),
+                r,
+                block: None,
+            }),
+        })
+    }
+
+    /// Allocate a memory window (`ibv_alloc_mw`).
+    pub fn alloc_mw(&self, mw_type: MwType) -> Result<Mw> {
+        let r = self.inner.uctx.alloc_mw(self.inner.r.handle, mw_type)?;
+        Ok(Mw {
+            inner: Arc::new(MwInner {
+                pd: self.inner.clone(),
+                r,
+                rkey: std::sync::atomic::AtomicU32::new(0),
+            }),
+        })
+    }
+
+    /// Create a queue pair (`ibv_create_qp`).
+    pub fn create_qp(&self, attr: &QpInitAttr) -> Result<Qp> {
+        let req = QpCreate {
+            qp_type: attr.qp_type,
+            send_cq: attr.send_cq.inner.r.handle,
+            recv_cq: attr.recv_cq.inner.r.handle,
+            srq: attr.srq.as_ref().map(|s| s.inner.r.handle),
+            max_send_wr: attr.max_send_wr,
+            max_recv_wr: attr.max_recv_wr,
+            max_send_sge: attr.max_send_sge,
+            max_recv_sge: attr.max_recv_sge,
+            max_inline_data: attr.max_inline_data,
+            sq_sig_all: attr.sq_sig_all,
+        };
+        let r = self.inner.uctx.create_qp(self.inner.r.handle, &req)?;
+        Ok(Qp::from_parts(QpInner {
+            pd: self.inner.clone(),
+            send_cq: attr.send_cq.inner.clone(),
+            recv_cq: attr.recv_cq.inner.clone(),
+            srq: attr.srq.as_ref().map(|s| s.inner.clone()),
+            r,
+        }))
+    }
+
+    /// Create a shared receive queue (`ibv_create_srq`).
+    pub fn create_srq(&self, max_wr: u32, max_sge: u32) -> Result<Srq> {
+        let r = self.inner.uctx.create_srq(
+            self.inner.r.handle,
+            SrqAttr {
+                max_wr,
+                max_sge,
+                limit: 0,
+            },
+        )?;
+        Ok(Srq {
+            inner: Arc::new(SrqInner {
+                pd: self.inner.clone(),
+                r,
+            }),
+        })
+    }
+
+    /// Create an address handle (`ibv_create_ah`).
+    pub fn create_ah(&self, attr: AhAttr) -> Result<Ah> {
+        let r = self.inner.uctx.create_ah(self.inner.r.handle, attr)?;
+        Ok(Ah {
+            inner: Arc::new(AhInner {
+                pd: self.inner.clone(),
+                r,
+                attr,
+            }),
+        })
+    }
+}
+
+pub(crate) struct AhInner {
+    pd: Arc<PdInner>,
+    r: AhRef,
+    attr: AhAttr,
+}
+
+impl Drop for AhInner {
+    fn drop(&mut self) {
+        let _ = self.pd.uctx.destroy_ah(self.r.handle);
+    }
+}
+
+/// An address handle (`ibv_ah`): where UD datagrams go.
+#[derive(Clone)]
+pub struct Ah {
+    inner: Arc<AhInner>,
+}
+
+impl Ah {
+    /// Its attributes.
+    pub fn attr(&self) -> &AhAttr {
+        &self.inner.attr
+    }
+
+    /// The destination of a UD send through this handle to `remote_qpn`
+    /// with `remote_qkey`.
+    pub fn dest(&self, remote_qpn: u32, remote_qkey: u32) -> UdDest {
+        UdDest {
+            dgid: self.inner.attr.dgid,
+            remote_qpn,
+            remote_qkey,
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Shared receive queues.
+
+use std::sync::Arc;
+
+use softverbs_core::driver::SrqAttr;
+use softverbs_core::SrqRef;
+use softverbs_transport::RecvWr;
+
+use crate::pd::PdInner;
+use crate::Result;
+
+pub(crate) struct SrqInner {
+    pub pd: Arc<PdInner>,
+    pub r: SrqRef,
+}
+
+impl Drop for SrqInner {
+    fn drop(&mut self) {
+        let _ = self.pd.uctx.destroy_srq(self.r.handle);
+    }
+}
+
+/// A shared receive queue (`ibv_srq`): one pool of receive WQEs for many QPs.
+#[derive(Clone)]
+pub struct Srq {
+    pub(crate) inner: Arc<SrqInner>,
+}
+
+impl Srq {
+    /// Post a receive (`ibv_post_srq_recv`).
+    pub fn post_recv(&self, wr: RecvWr) -> Result<()> {
+        self.inner
+            .pd
+            .uctx
+            .driver()
+            .post_srq_recv(self.inner.r.id, wr)
+    }
+
+    /// Arm the limit event (`ibv_modify_srq` with `IBV_SRQ_LIMIT`).
+    pub fn arm_limit(&self, limit: u32) -> Result<()> {
+        self.inner
+            .pd
+            .uctx
+            .modify_srq(self.inner.r.handle, None, Some(limit))
+    }
+
+    /// Current attributes (`ibv_query_srq`).
+    pub fn query(&self) -> Result<SrqAttr> {
+        self.inner.pd.uctx.query_srq(self.inner.r.handle)
+    }
+}
