@@ -1,5 +1,8 @@
 //! `softverbs` — the command line of the softverbs RDMA stack.
 
+// The CLI is an I/O edge: it measures wall-clock time (perf, demo).
+#![allow(clippy::disallowed_methods)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
