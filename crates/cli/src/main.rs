@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod decode;
 mod demo;
+mod rdma;
 mod sim;
 
 /// softverbs: RDMA in user space (RoCEv2 wire protocol, verbs, tools).
@@ -26,6 +27,23 @@ enum Command {
     ///
     /// Example: softverbs demo
     Demo(demo::DemoArgs),
+    /// Devices with their attributes and capabilities (`ibv_devinfo`,
+    /// `rdma dev`); `-v` for every attribute.
+    ///
+    /// Example: softverbs dev show rxe0 -v
+    Dev(rdma::DevArgs),
+    /// Ports: state, MTU, GIDs and the address behind them (`rdma link`).
+    ///
+    /// Example: softverbs link show rxe0/1
+    Link(rdma::LinkArgs),
+    /// Resources with their owners (`rdma res show`).
+    ///
+    /// Example: softverbs res show qp -j
+    Res(rdma::ResArgs),
+    /// Counters (`rdma statistic show`).
+    ///
+    /// Example: softverbs stat show rxe0
+    Stat(rdma::StatArgs),
     /// Decode the RoCEv2 packets of a pcap/pcapng capture, one line each,
     /// with ICRC verification.
     ///
@@ -43,6 +61,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Dev(args) => rdma::dev(args),
+        Command::Link(args) => rdma::link(args),
+        Command::Res(args) => rdma::res(args),
+        Command::Stat(args) => rdma::stat(args),
         Command::Decode(args) => decode::run(args),
         Command::Sim(args) => sim::run(args),
     };

@@ -3,12 +3,15 @@
 use std::sync::{Arc, OnceLock};
 
 use softverbs_core::caps::DeviceCaps;
-use softverbs_core::Device;
+use softverbs_core::driver::{DeviceCounters, PortAttr};
+use softverbs_core::{Device, Resource};
+use softverbs_wire::Gid;
 
 use crate::{Result, VerbsError};
 
-/// What `ibv_get_device_list` tells about a device.
-#[derive(Debug, Clone)]
+/// What `ibv_get_device_list` and `ibv_devinfo -v` tell about a device,
+/// read without opening it (no socket is bound).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceInfo {
     /// Name (`rxe0`).
     pub name: String,
@@ -16,6 +19,12 @@ pub struct DeviceInfo {
     pub kind: String,
     /// Node GUID.
     pub node_guid: u64,
+    /// Attributes and capabilities.
+    pub caps: DeviceCaps,
+    /// Its ports (numbered from 1).
+    pub ports: Vec<PortAttr>,
+    /// The GID table of port 1.
+    pub gids: Vec<Gid>,
 }
 
 static DEVICES: OnceLock<std::result::Result<Vec<Arc<Device>>, String>> = OnceLock::new();
@@ -49,17 +58,35 @@ pub(crate) fn find(name: &str) -> Result<Arc<Device>> {
         })
 }
 
-/// List the devices (`ibv_get_device_list`).
+/// List the devices (`ibv_get_device_list`), with what `ibv_devinfo -v`
+/// shows; no device is opened.
 pub fn devices() -> Result<Vec<DeviceInfo>> {
     Ok(all()?
         .iter()
         .map(|d| {
             let caps: &DeviceCaps = d.caps();
+            let ports = (1..=caps.phys_port_cnt)
+                .filter_map(|p| d.port(p).ok())
+                .collect();
             DeviceInfo {
                 name: d.name().to_string(),
                 kind: d.driver().kind().to_string(),
                 node_guid: caps.node_guid,
+                caps: caps.clone(),
+                ports,
+                gids: d.driver().gids(1).unwrap_or_default(),
             }
         })
         .collect())
+}
+
+/// Every object of every open context of this process's devices, with its
+/// owner and key attributes (what `rdma res show` lists).
+pub fn resources() -> Result<Vec<Resource>> {
+    Ok(all()?.iter().flat_map(|d| d.resources()).collect())
+}
+
+/// The counters of device `name` (what `rdma statistic show` lists).
+pub fn counters(name: &str) -> Result<DeviceCounters> {
+    Ok(find(name)?.counters())
 }

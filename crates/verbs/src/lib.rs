@@ -50,19 +50,19 @@ mod srq;
 
 pub use context::Context;
 pub use cq::{CompletionChannel, Cq};
-pub use device::{devices, DeviceInfo};
+pub use device::{counters, devices, resources, DeviceInfo};
 pub use mr::{Mr, Mw};
 pub use pd::{Ah, Pd};
 pub use qp::{ConnectOptions, Endpoint, Qp, QpInitAttr};
 pub use srq::Srq;
 
-pub use softverbs_core::caps::{DeviceCaps, Operations, QpTypes};
+pub use softverbs_core::caps::{AtomicCap, DeviceCaps, Operations, QpTypes};
 pub use softverbs_core::driver::{
     AhAttr, DeviceCounters, MwType, PortAttr, PortState, QpInfo, SrqAttr, Wc,
 };
 pub use softverbs_core::events::{AsyncEvent, AsyncEvents};
 pub use softverbs_core::mem::MemBlock;
-pub use softverbs_core::{Result, VerbsError};
+pub use softverbs_core::{ResDetail, ResKind, Resource, Result, VerbsError};
 pub use softverbs_transport::{
     Access, Mtu, Payload, QpAttrs, QpCounters, QpState, QpType, RecvWr, SendFlags, SendOp, SendWr,
     Sge, UdDest, WcOpcode, WcStatus,
