@@ -29,6 +29,7 @@ pub mod opcode;
 pub mod packet;
 pub mod psn;
 pub mod reth;
+pub mod uet;
 mod util;
 
 pub use aeth::{AckSyndrome, AethRepr, NakCode};
