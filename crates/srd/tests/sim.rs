@@ -23,3 +23,74 @@ fn issue_faults_one_seed() {
     assert_eq!(r.completed, 4 * 4 * 50);
     assert!(r.counters.retransmitted_pkts > 0);
 }
+
+/// The CI sweep: 100 seeds at 10% loss, 10% reordering, 5% duplication, 1%
+/// corruption and some RNR, every operation, 3 hosts × 3 QPs.
+#[test]
+fn sweep_100_seeds_under_issue_faults() {
+    let mut retx = 0;
+    for seed in 0..100 {
+        let cfg = SimConfig {
+            hosts: 3,
+            qps: 3,
+            messages: 12,
+            ..SimConfig::issue_faults(seed)
+        };
+        let r = run(&cfg).unwrap_or_else(|b| panic!("{b}"));
+        assert_eq!(r.completed, 3 * 3 * 12, "seed {seed}");
+        retx += r.counters.retransmitted_pkts;
+    }
+    assert!(retx > 0);
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let a = run(&SimConfig::issue_faults(11)).unwrap();
+    let b = run(&SimConfig::issue_faults(11)).unwrap();
+    assert_eq!(a, b);
+}
+
+/// One of eight paths black-holes mid-run: everything still completes; the
+/// path is avoided after its first timeouts.
+#[test]
+fn black_holed_path_is_avoided() {
+    let cfg = SimConfig {
+        black_hole: Some((3, 50_000)),
+        messages: 100,
+        ..SimConfig::default()
+    };
+    let r = run(&cfg).unwrap_or_else(|b| panic!("{b}"));
+    assert_eq!(r.completed, 4 * 4 * 100);
+    assert!(r.counters.paths_avoided > 0, "{r:?}");
+    assert_eq!(r.counters.pdcs_reset, 0);
+}
+
+/// Receivers that run dry: RNR NACKs, backoff, and still exactly once.
+#[test]
+fn rnr_storm() {
+    let cfg = SimConfig {
+        rnr: 0.5,
+        recv_depth: 2,
+        ops: [true, true, false, true, false],
+        unsolicited: false,
+        ..SimConfig::default()
+    };
+    let r = run(&cfg).unwrap_or_else(|b| panic!("{b}"));
+    assert!(r.counters.rnr_nacks_rcvd > 0, "{r:?}");
+}
+
+/// SRD with 8 paths against RC go-back-N on the same fabric (a table to
+/// read, not an assertion of speed): `cargo test -p softverbs-srd --release
+/// -- --ignored --nocapture srd_vs_rc`.
+#[test]
+#[ignore]
+fn srd_vs_rc() {
+    let base = SimConfig {
+        mtu: softverbs_transport::Mtu::Mtu4096,
+        window: 16,
+        reorder: 0.0,
+        ..SimConfig::default()
+    };
+    let rows = compare_rc(&base, &[0.0, 0.001, 0.01, 0.05], 64 * 1024, 2000, 8);
+    println!("{}", table(&rows));
+}
