@@ -1351,7 +1351,7 @@ impl SrdEndpoint {
             pkt.path = path;
             pdc.inflight += pkt.bytes;
             self.counters.retransmitted_pkts += 1;
-            return self.emit_seg(id, seq, seg, path, true, mem, buf);
+            return self.emit_seg(now, id, seq, seg, path, true, mem, buf);
         }
         // 2. new packets, within the PSN window and the congestion window
         if pdc.next_seq - pdc.clear_floor() >= window {
@@ -1449,12 +1449,13 @@ impl SrdEndpoint {
         );
         pdc.inflight += bytes;
         self.counters.data_pkts += 1;
-        self.emit_seg(id, seq, seg, path, false, mem, buf)
+        self.emit_seg(now, id, seq, seg, path, false, mem, buf)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn emit_seg(
         &mut self,
+        now: Instant,
         id: u16,
         seq: u64,
         seg: Seg,
@@ -1591,7 +1592,7 @@ impl SrdEndpoint {
         let peer = pdc.peer;
         if let Seg::Msg { msg_id, .. } = seg {
             if !ok {
-                self.try_complete(Instant::ZERO.max(Instant(0)), id, msg_id);
+                self.try_complete(now, id, msg_id);
             }
         }
         Some(Transmit {

@@ -23,7 +23,6 @@
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
 use core::cmp::Reverse;
-use core::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -337,7 +336,6 @@ struct QpState2 {
     free_slots: Vec<Vec<usize>>, // per destination host
     send_addr: u64,
     recv_addr: u64,
-    free_recv: Vec<usize>,
 }
 
 struct Host {
@@ -441,7 +439,6 @@ impl World {
                         .collect(),
                     send_addr: send.addr + (q * cfg.hosts * cfg.window * slot_size) as u64,
                     recv_addr,
-                    free_recv: Vec::new(),
                 });
             }
             hosts.push(Host {
@@ -733,7 +730,6 @@ impl World {
                 },
             ),
         );
-        let _ = &host.qps[q].free_recv;
     }
 
     fn run(mut self) -> Result<SimReport, Breach> {
@@ -1183,7 +1179,3 @@ pub fn table(rows: &[CompareRow]) -> String {
     }
     s
 }
-
-/// Keeps the `Duration` import honest for doc links.
-#[doc(hidden)]
-pub const _UNIT: Duration = Duration::ZERO;
