@@ -8,9 +8,10 @@ use core::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use softverbs_transport::sgl;
 use softverbs_transport::{
     Completion, Instant, MemError, MemKey, Memory, Payload, PostError, RecvQueue, RecvWr, SendOp,
-    SendWr, Sge, Transmit, WcOpcode, WcQueue, WcStatus,
+    SendWr, Transmit, WcOpcode, WcQueue, WcStatus,
 };
 use softverbs_wire::uet::pds::{ACK_FLAG_RETX, NACK_FLAG_RETX};
 use softverbs_wire::uet::ses::{rsp_opcode, SES_FLAG_EOM, SES_FLAG_HD, SES_FLAG_IE, SES_FLAG_SOM};
@@ -707,7 +708,7 @@ impl SrdEndpoint {
                             return Outcome::Rnr;
                         };
                         let r = match mem.memory(m.qpn) {
-                            Some(mm) => scatter(mm, &wqe.sgl, payload),
+                            Some(mm) => sgl::scatter(mm, &wqe.sgl, 0, payload),
                             None => Err(MemError::InvalidKey),
                         };
                         let (status, ven) = match r {
@@ -858,7 +859,7 @@ impl SrdEndpoint {
             m.failed.get_or_insert(status_of(d.return_code));
         } else if let Payload::Sgl(sgl) = &m.payload {
             let r = match mem.memory(m.qpn) {
-                Some(mm) => scatter_at(mm, sgl, u64::from(d.message_offset), payload),
+                Some(mm) => sgl::scatter(mm, sgl, u64::from(d.message_offset), payload),
                 None => Err(MemError::InvalidKey),
             };
             if r.is_err() {
@@ -1556,7 +1557,7 @@ impl SrdEndpoint {
         let ok = match (seg, mem.memory(qpn)) {
             (Seg::Msg { msg_id, .. }, Some(mm)) => {
                 let m = pdc.msgs.get(&msg_id)?;
-                gather(mm, &m.payload, off, body).is_ok()
+                sgl::gather(&*mm, &m.payload, off, body).is_ok()
             }
             (Seg::ReadRsp { msg_id, .. }, Some(mm)) => {
                 let j = pdc.reads.get(&msg_id)?;
@@ -1625,75 +1626,4 @@ fn rc_of(e: MemError) -> ReturnCode {
         MemError::AccessDenied => ReturnCode::PERM_VIOLATION,
         MemError::OutOfBounds | MemError::Misaligned => ReturnCode::BAD_ADDR,
     }
-}
-
-/// Copies `dst.len()` bytes starting `offset` bytes into the payload.
-fn gather(
-    mem: &mut dyn Memory,
-    payload: &Payload,
-    offset: u64,
-    dst: &mut [u8],
-) -> Result<(), MemError> {
-    match payload {
-        Payload::Inline(data) => {
-            let start = usize::try_from(offset).map_err(|_| MemError::OutOfBounds)?;
-            let src = data
-                .get(start..start + dst.len())
-                .ok_or(MemError::OutOfBounds)?;
-            dst.copy_from_slice(src);
-            Ok(())
-        }
-        Payload::Sgl(sgl) => {
-            let mut done = 0;
-            for (sge, at, n) in walk(sgl, offset, dst.len()) {
-                mem.read(
-                    MemKey::Local(sge.lkey),
-                    sge.addr + at,
-                    &mut dst[done..done + n],
-                )?;
-                done += n;
-            }
-            if done == dst.len() {
-                Ok(())
-            } else {
-                Err(MemError::OutOfBounds)
-            }
-        }
-    }
-}
-
-fn scatter(mem: &mut dyn Memory, sgl: &[Sge], src: &[u8]) -> Result<(), MemError> {
-    scatter_at(mem, sgl, 0, src)
-}
-
-fn scatter_at(mem: &mut dyn Memory, sgl: &[Sge], offset: u64, src: &[u8]) -> Result<(), MemError> {
-    let mut done = 0;
-    for (sge, at, n) in walk(sgl, offset, src.len()) {
-        mem.write(MemKey::Local(sge.lkey), sge.addr + at, &src[done..done + n])?;
-        done += n;
-    }
-    if done == src.len() {
-        Ok(())
-    } else {
-        Err(MemError::OutOfBounds)
-    }
-}
-
-fn walk(sgl: &[Sge], mut offset: u64, len: usize) -> impl Iterator<Item = (&Sge, u64, usize)> {
-    let mut left = len;
-    sgl.iter().filter_map(move |sge| {
-        let sge_len = u64::from(sge.length);
-        if left == 0 {
-            return None;
-        }
-        if offset >= sge_len {
-            offset -= sge_len;
-            return None;
-        }
-        let n = usize::try_from((sge_len - offset).min(left as u64)).unwrap_or(left);
-        let at = offset;
-        offset = 0;
-        left -= n;
-        Some((sge, at, n))
-    })
 }

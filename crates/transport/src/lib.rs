@@ -37,7 +37,7 @@ mod qp;
 mod recv;
 pub mod requester;
 pub mod responder;
-mod sgl;
+pub mod sgl;
 mod time;
 mod wc;
 mod wr;

@@ -1,11 +1,13 @@
-//! Gather and scatter over a scatter/gather list, through [`Memory`].
+//! Gather and scatter over a scatter/gather list, through [`Memory`]: the
+//! one place every engine (RC/UC/UD here, SRD in `softverbs-srd`) copies
+//! between packets and registered memory.
 
 use crate::memory::{MemError, MemKey, Memory};
 use crate::wr::{Payload, Sge};
 
 /// Copy `dst.len()` bytes starting `offset` bytes into the payload.
-/// The caller guarantees `offset + dst.len() <= payload.len()`.
-pub(crate) fn gather(
+/// Fails with `OutOfBounds` when the payload is shorter.
+pub fn gather(
     mem: &dyn Memory,
     payload: &Payload,
     offset: u64,
@@ -41,12 +43,7 @@ pub(crate) fn gather(
 
 /// Copy `src` into the scatter list starting `offset` bytes in. Fails with
 /// `OutOfBounds` (a length error for the caller) if the list is too short.
-pub(crate) fn scatter(
-    mem: &mut dyn Memory,
-    sgl: &[Sge],
-    offset: u64,
-    src: &[u8],
-) -> Result<(), MemError> {
+pub fn scatter(mem: &mut dyn Memory, sgl: &[Sge], offset: u64, src: &[u8]) -> Result<(), MemError> {
     let mut done = 0;
     for (sge, at, n) in walk(sgl, offset, src.len()) {
         mem.write(MemKey::Local(sge.lkey), sge.addr + at, &src[done..done + n])?;
