@@ -102,7 +102,7 @@ impl Memory for TestMem {
         Ok(())
     }
     fn atomic(&mut self, rkey: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError> {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return Err(MemError::Misaligned);
         }
         let r = self.regions.get_mut(&rkey).ok_or(MemError::InvalidKey)?;
