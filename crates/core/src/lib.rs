@@ -7,6 +7,7 @@
 //! - [`driver`]: the interface a software device implements.
 //! - [`caps`]: what a device advertises (seed 000).
 //! - [`mem`]: memory a device may read and write.
+//! - [`shm`]: memory shared with another process (sealed memfds).
 //! - [`events`]: completion channels and asynchronous events.
 //! - [`uapi`]: the typed object/method/attribute call framework (seed 004).
 
@@ -22,6 +23,7 @@ pub mod objects;
 pub mod provider;
 pub mod qp_rules;
 pub mod restrack;
+pub mod shm;
 pub mod uapi;
 
 pub use context::{

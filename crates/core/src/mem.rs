@@ -12,6 +12,8 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 use std::sync::{Arc, RwLock};
 
+use crate::shm::SharedMap;
+
 /// The page size of registered memory.
 pub const PAGE_SIZE: usize = 4096;
 
@@ -170,6 +172,15 @@ pub enum Backing {
     Block(Arc<MemBlock>),
     /// Raw memory, valid by the registrant's promise.
     Raw(RawMem),
+    /// A peer process's sealed memfd, mapped here (the daemon backend): the
+    /// region's address is the peer's virtual address `iova`; the bytes are
+    /// racy (see [`crate::shm`]).
+    Mapped {
+        /// The mapping.
+        map: Arc<SharedMap>,
+        /// The address of the first byte in the registrant's address space.
+        iova: u64,
+    },
 }
 
 impl Backing {
@@ -178,6 +189,7 @@ impl Backing {
         match self {
             Backing::Block(b) => b.addr(),
             Backing::Raw(r) => r.ptr as u64,
+            Backing::Mapped { iova, .. } => *iova,
         }
     }
 
@@ -186,6 +198,7 @@ impl Backing {
         match self {
             Backing::Block(b) => b.len(),
             Backing::Raw(r) => r.len,
+            Backing::Mapped { map, .. } => map.len(),
         }
     }
 
@@ -198,6 +211,7 @@ impl Backing {
     pub fn read(&self, off: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
         match self {
             Backing::Block(b) => b.read(off, dst),
+            Backing::Mapped { map, .. } => map.read(off, dst),
             Backing::Raw(r) => {
                 check(off, dst.len(), r.len)?;
                 // SAFETY: in bounds; validity is the registrant's contract
@@ -218,6 +232,7 @@ impl Backing {
     pub fn write(&self, off: usize, src: &[u8]) -> Result<(), OutOfBounds> {
         match self {
             Backing::Block(b) => b.write(off, src),
+            Backing::Mapped { map, .. } => map.write(off, src),
             Backing::Raw(r) => {
                 check(off, src.len(), r.len)?;
                 // SAFETY: in bounds; validity is the registrant's contract.
@@ -234,10 +249,14 @@ impl Backing {
     }
 
     /// Read-modify-write the native-endian u64 at `off` (8-byte aligned by
-    /// the caller), returning the old value. The closure gives the new one.
-    pub fn update_u64(&self, off: usize, f: impl FnOnce(u64) -> u64) -> Result<u64, OutOfBounds> {
+    /// the caller), returning the old value. The closure gives the new one;
+    /// on shared memory it may run more than once (a compare-and-swap retry).
+    pub fn update_u64(&self, off: usize, f: impl Fn(u64) -> u64) -> Result<u64, OutOfBounds> {
         let mut cell = [0u8; 8];
         match self {
+            // Atomic against the peer process too (a compare-and-swap loop:
+            // `f` runs again if the peer changed the value meanwhile).
+            Backing::Mapped { map, .. } => map.update_u64(off, f),
             Backing::Block(b) => {
                 b.range(off, 8)?;
                 b.with_mut(|bytes| {

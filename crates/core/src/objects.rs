@@ -81,6 +81,12 @@ pub mod ids {
     pub const MR_BACKING: AttrId = AttrId::core(4);
     /// MR: access flags.
     pub const MR_ACCESS: AttrId = AttrId::core(5);
+    /// MR: a sealed memfd holding the memory (instead of `MR_BACKING`).
+    pub const MR_FD: AttrId = AttrId::core(6);
+    /// MR: `u64 offset, u64 length, u64 iova` of the region in `MR_FD`.
+    pub const MR_RANGE: AttrId = AttrId::core(7);
+    /// Size of the `MR_RANGE` struct.
+    pub const MR_RANGE_SIZE: usize = 24;
     /// MW: type (1 or 2).
     pub const MW_TYPE: AttrId = AttrId::core(4);
     /// MW bind: the QP whose send queue binds.
@@ -458,12 +464,44 @@ fn pd_alloc(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     Ok(())
 }
 
+/// The memory of a `reg_mr` call: a staged backing (in process) or a
+/// sealed memfd range (the daemon), exactly one of them.
+fn mr_backing(b: &Bundle<'_>, d: &ContextData) -> Result<Backing, UapiError> {
+    match (b.is_present(MR_BACKING), b.is_present(MR_FD)) {
+        (true, false) => {
+            let token = b.u64(MR_BACKING)?;
+            d.take_staged(token).ok_or_else(|| {
+                invalid(format!(
+                    "MR backing token {token} names no memory staged in this context"
+                ))
+            })
+        }
+        (false, true) => {
+            let mut r = Rd::new(b.bytes_in(MR_RANGE)?, MR_RANGE_SIZE);
+            let (offset, len, iova) = (r.u64(), r.u64(), r.u64());
+            if iova.checked_add(len).is_none() {
+                return Err(invalid(format!(
+                    "MR iova {iova:#x} + length {len} overflows"
+                )));
+            }
+            let map = crate::shm::SharedMap::map(b.fd(MR_FD)?, offset, len)
+                .map_err(|e| invalid(format!("MR memfd: {e}")))?;
+            Ok(Backing::Mapped {
+                map: Arc::new(map),
+                iova,
+            })
+        }
+        _ => Err(invalid(
+            "reg_mr takes exactly one of backing (a staged token) or memfd with memfd_range".into(),
+        )),
+    }
+}
+
 fn mr_reg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     let d = data(b)?;
     let drv = d.driver.clone();
     let pd = b.handle::<PdObj>(PD_HANDLE)?;
     let access = Access(b.flags(MR_ACCESS)? as u32);
-    let token = b.u64(MR_BACKING)?;
     let caps = drv.caps();
     if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
         && !access.contains(Access::LOCAL_WRITE)
@@ -482,11 +520,7 @@ fn mr_reg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
             VerbsError::unsupported(drv.name(), "atomics (MR access REMOTE_ATOMIC)").into(),
         );
     }
-    let backing = d.take_staged(token).ok_or_else(|| {
-        invalid(format!(
-            "MR backing token {token} names no memory staged in this context"
-        ))
-    })?;
+    let backing = mr_backing(b, d)?;
     limit(
         "MR length",
         backing.len() as u64,
@@ -983,8 +1017,10 @@ pub static CORE_OBJECTS: [ObjectSpec; 9] = [
                 attrs: &[
                     new_h(MR),
                     pd_read(),
-                    AttrSpec::scalar(MR_BACKING, "backing", 1, u64::MAX).mandatory(),
+                    AttrSpec::scalar(MR_BACKING, "backing", 1, u64::MAX),
                     AttrSpec::flags(MR_ACCESS, "access", Access::ALL.0 as u64).mandatory(),
+                    AttrSpec::fd(MR_FD, "memfd"),
+                    AttrSpec::bytes_in(MR_RANGE, "memfd_range", MR_RANGE_SIZE, MR_RANGE_SIZE),
                     resp(24),
                 ],
             },
