@@ -27,6 +27,12 @@ pub struct Srq {
 }
 
 impl Srq {
+    /// The device's id for this SRQ (what an SRQ limit event names,
+    /// [`crate::AsyncEvent::SrqLimitReached`]).
+    pub fn id(&self) -> u32 {
+        self.inner.r.id
+    }
+
     /// Post a receive (`ibv_post_srq_recv`).
     pub fn post_recv(&self, wr: RecvWr) -> Result<()> {
         self.inner
@@ -47,5 +53,18 @@ impl Srq {
     /// Current attributes (`ibv_query_srq`).
     pub fn query(&self) -> Result<SrqAttr> {
         self.inner.pd.uctx.query_srq(self.inner.r.handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn srq_ids_are_distinct() {
+        let ctx = crate::Context::open("rxe0").unwrap();
+        let pd = ctx.alloc_pd().unwrap();
+        let a = pd.create_srq(8, 1).unwrap();
+        let b = pd.create_srq(8, 1).unwrap();
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.clone().id(), a.id());
     }
 }
