@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use softverbs_core::caps::DeviceCaps;
+use softverbs_core::driver::Driver;
 use softverbs_core::driver::{DeviceCounters, PortAttr};
 use softverbs_core::events::AsyncEvents;
-use softverbs_core::{Owner, Ucontext};
+use softverbs_core::{Device, Owner, Ucontext};
+use softverbs_devices::DeviceConfig;
 use softverbs_wire::Gid;
 
 use crate::cq::{ChannelInner, CompletionChannel, Cq, CqInner};
 use crate::pd::{Pd, PdInner};
-use crate::{device, Result};
+use crate::{device, Result, VerbsError};
 
 /// An open device. Cheap to clone; the device context is closed (and every
 /// object still in it destroyed) when the last clone and the last object
@@ -35,6 +37,32 @@ impl Context {
     /// ```
     pub fn open(name: &str) -> Result<Context> {
         let dev = device::find(name)?;
+        let uctx = dev.open(Owner::this_process())?;
+        Ok(Context { uctx })
+    }
+
+    /// Open a device of this process's own that is not in the
+    /// `SOFTVERBS_DEVICES` list: it is made from `cfg` for this call, is not
+    /// listed by [`crate::devices`], and lives (its UDP socket bound on first
+    /// use) until the returned context, its clones and every object made
+    /// from them are dropped. Each call makes a new device, so two calls
+    /// with the same address clash on the socket.
+    ///
+    /// It lets one process use devices on addresses and ports of its
+    /// choosing — tests running in parallel, or a program that takes its
+    /// device from its own command line.
+    ///
+    /// ```no_run
+    /// use softverbs::{Context, DeviceConfig, DeviceKind};
+    /// let cfg = DeviceConfig::new("lab0", DeviceKind::Rxe, "127.0.0.5".parse().unwrap())
+    ///     .with_port(14791);
+    /// let ctx = Context::open_config(cfg).unwrap();
+    /// assert_eq!(ctx.name(), "lab0");
+    /// ```
+    pub fn open_config(cfg: DeviceConfig) -> Result<Context> {
+        let driver: Arc<dyn Driver> = Arc::new(softverbs_devices::open_device(cfg));
+        let dev = Device::try_new(driver)
+            .map_err(|e| VerbsError::invalid(format!("the device's uAPI spec is invalid: {e}")))?;
         let uctx = dev.open(Owner::this_process())?;
         Ok(Context { uctx })
     }

@@ -40,6 +40,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_cq;
 mod context;
 mod cq;
 mod device;
@@ -48,6 +50,8 @@ mod pd;
 mod qp;
 mod srq;
 
+#[cfg(feature = "tokio")]
+pub use async_cq::{AsyncCompletionChannel, AsyncCq};
 pub use context::Context;
 pub use cq::{CompletionChannel, Cq};
 pub use device::{counters, devices, resources, DeviceInfo};
@@ -63,6 +67,7 @@ pub use softverbs_core::driver::{
 pub use softverbs_core::events::{AsyncEvent, AsyncEvents};
 pub use softverbs_core::mem::MemBlock;
 pub use softverbs_core::{ResDetail, ResKind, Resource, Result, VerbsError};
+pub use softverbs_devices::{DeviceConfig, DeviceKind};
 pub use softverbs_transport::{
     Access, Mtu, Payload, QpAttrs, QpCounters, QpState, QpType, RecvWr, SendFlags, SendOp, SendWr,
     Sge, UdDest, WcOpcode, WcStatus,

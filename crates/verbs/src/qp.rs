@@ -281,6 +281,27 @@ impl Qp {
         self.inner.pd.uctx.driver().post_send(self.inner.r.qpn, wr)
     }
 
+    /// Invalidate `rkey` — a region or a bound type 2 window of this QP's
+    /// protection domain — so that no peer can use it any more
+    /// (`IBV_WR_LOCAL_INV`). Soft devices do it at once: it takes effect
+    /// before this returns and posts no completion. A type 1 window is
+    /// invalidated by binding it with length 0 ([`crate::Mw::bind`]).
+    ///
+    /// ```no_run
+    /// # use softverbs::*;
+    /// # fn f(qp: &Qp, mr: &Mr) -> Result<()> {
+    /// // A peer that still holds mr.rkey() now gets REM_ACCESS_ERR.
+    /// qp.local_invalidate(mr.rkey())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn local_invalidate(&self, rkey: u32) -> Result<()> {
+        self.inner
+            .pd
+            .uctx
+            .driver()
+            .invalidate(self.inner.pd.r.id, rkey)
+    }
+
     /// Post a receive work request (`ibv_post_recv`).
     pub fn post_recv(&self, wr: RecvWr) -> Result<()> {
         self.inner.pd.uctx.driver().post_recv(self.inner.r.qpn, wr)
