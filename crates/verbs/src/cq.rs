@@ -135,3 +135,15 @@ impl Cq {
         }
     }
 }
+
+impl std::fmt::Debug for Cq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cq({}, {} entries)", self.id(), self.cqe())
+    }
+}
+
+impl std::fmt::Debug for CompletionChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CompletionChannel({:?})", self.inner.r.handle)
+    }
+}

@@ -66,7 +66,7 @@ pub use softverbs_core::driver::{
 };
 pub use softverbs_core::events::{AsyncEvent, AsyncEvents};
 pub use softverbs_core::mem::MemBlock;
-pub use softverbs_core::{ResDetail, ResKind, Resource, Result, VerbsError};
+pub use softverbs_core::{ModifyAttrs, ResDetail, ResKind, Resource, Result, VerbsError};
 pub use softverbs_devices::{DeviceConfig, DeviceKind};
 pub use softverbs_transport::{
     Access, Mtu, Payload, QpAttrs, QpCounters, QpState, QpType, RecvWr, SendFlags, SendOp, SendWr,

@@ -148,3 +148,22 @@ impl Mw {
         Ok(rkey)
     }
 }
+
+impl std::fmt::Debug for Mr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Mr(lkey {:#x}, rkey {:#x}, {} bytes at {:#x})",
+            self.lkey(),
+            self.rkey(),
+            self.len(),
+            self.addr()
+        )
+    }
+}
+
+impl std::fmt::Debug for Mw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mw(rkey {:#x})", self.rkey())
+    }
+}

@@ -176,3 +176,20 @@ impl Ah {
         }
     }
 }
+
+impl std::fmt::Debug for Pd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pd({} on {})",
+            self.inner.r.id,
+            self.inner.uctx.device().name()
+        )
+    }
+}
+
+impl std::fmt::Debug for Ah {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ah(to {})", self.inner.attr.dgid)
+    }
+}

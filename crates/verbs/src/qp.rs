@@ -111,7 +111,8 @@ pub struct ConnectOptions {
     pub max_rd_atomic: u8,
     /// Outstanding READ/atomic as responder.
     pub max_dest_rd_atomic: u8,
-    /// Remote operations this QP accepts.
+    /// Remote operations this QP accepts (for UC, the READ and atomic
+    /// rights are dropped: UC has neither).
     pub access: Access,
     /// Q_Key (UD).
     pub qkey: u32,
@@ -226,6 +227,12 @@ impl Qp {
         };
         match self.qp_type() {
             QpType::Ud => a.qkey = Some(o.qkey),
+            // UC has no READ or atomics: keep the rights it can have, so
+            // that the default options connect every connected type.
+            QpType::Uc => {
+                let uc = Access::LOCAL_WRITE.0 | Access::REMOTE_WRITE.0 | Access::MW_BIND.0;
+                a.qp_access_flags = Some(Access(o.access.0 & uc));
+            }
             _ => a.qp_access_flags = Some(o.access),
         }
         self.modify(&a)
@@ -305,5 +312,11 @@ impl Qp {
     /// Post a receive work request (`ibv_post_recv`).
     pub fn post_recv(&self, wr: RecvWr) -> Result<()> {
         self.inner.pd.uctx.driver().post_recv(self.inner.r.qpn, wr)
+    }
+}
+
+impl std::fmt::Debug for Qp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Qp({:?} {:#x})", self.qp_type(), self.qpn())
     }
 }

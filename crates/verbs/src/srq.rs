@@ -68,3 +68,9 @@ mod tests {
         assert_eq!(a.clone().id(), a.id());
     }
 }
+
+impl std::fmt::Debug for Srq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Srq({})", self.inner.r.id)
+    }
+}
