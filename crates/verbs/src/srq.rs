@@ -56,6 +56,12 @@ impl Srq {
     }
 }
 
+impl std::fmt::Debug for Srq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Srq({})", self.inner.r.id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -66,11 +72,5 @@ mod tests {
         let b = pd.create_srq(8, 1).unwrap();
         assert_ne!(a.id(), b.id());
         assert_eq!(a.clone().id(), a.id());
-    }
-}
-
-impl std::fmt::Debug for Srq {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Srq({})", self.inner.r.id)
     }
 }
