@@ -148,7 +148,7 @@ impl std::fmt::Debug for Ucontext {
     }
 }
 
-fn out(reply: &Reply, id: AttrId) -> &[u8] {
+pub(crate) fn out(reply: &Reply, id: AttrId) -> &[u8] {
     reply.bytes(id).unwrap_or(&[])
 }
 
@@ -218,7 +218,7 @@ impl Ucontext {
         }
     }
 
-    fn create(&self, call: Call) -> Result<(Handle, Reply)> {
+    pub(crate) fn create(&self, call: Call) -> Result<(Handle, Reply)> {
         let reply = self.call(call.new_object(HANDLE))?;
         let h = reply
             .handle(HANDLE)

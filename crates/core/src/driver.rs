@@ -179,6 +179,22 @@ pub struct SrqAttr {
     pub limit: u32,
 }
 
+/// A QP of a driver-defined type (Linux's `IB_QPT_DRIVER` plus the
+/// driver's own type and flags, as `efadv_create_qp_ex` passes them).
+///
+/// To the core such a QP is addressed and moved through its states like
+/// UD (its `QpInit::qp_type` is `Ud`): work requests name their
+/// destination (AH, remote QPN, Q_Key), the attribute rules are UD's — as
+/// Linux's EFA driver treats SRD in `modify_qp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DriverQpInit {
+    /// The driver's QP type (for EFA: [`crate::efa::DRIVER_TYPE_SRD`]).
+    pub driver_type: u32,
+    /// The driver's creation flags (for EFA:
+    /// [`crate::efa::QP_FLAGS_UNSOLICITED_WRITE_RECV`]).
+    pub flags: u64,
+}
+
 /// A software RDMA device, as the core sees it.
 pub trait Driver: Send + Sync + 'static {
     /// Device name (`rxe0`).
@@ -256,6 +272,28 @@ pub trait Driver: Send + Sync + 'static {
     fn create_ah(&self, pd: u32, attr: AhAttr) -> Result<u32>;
     /// Destroy an address handle.
     fn destroy_ah(&self, ah: u32) -> Result<()>;
+
+    /// Create a QP of a driver-defined type ([`DriverQpInit`]); the core
+    /// validated `init` as for UD. Drivers without such types refuse.
+    fn create_driver_qp(
+        &self,
+        pd: u32,
+        init: &QpInit,
+        driver: &DriverQpInit,
+        events: Arc<AsyncEvents>,
+    ) -> Result<(u32, QpInit)> {
+        let _ = (pd, init, events);
+        Err(crate::error::VerbsError::unsupported(
+            self.name(),
+            format!("driver QP type {}", driver.driver_type),
+        ))
+    }
+
+    /// The EFA direct-verbs device attributes (`efadv_query_device`), for
+    /// drivers that offer SRD; `None` otherwise.
+    fn efa_device_attr(&self) -> Option<crate::efa::EfaDeviceAttr> {
+        None
+    }
 
     /// The driver's own uAPI additions (the provider channel of seeds 002
     /// and 004): methods and attributes in the driver namespace, merged

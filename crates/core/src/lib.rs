@@ -9,6 +9,7 @@
 //! - [`mem`]: memory a device may read and write.
 //! - [`shm`]: memory shared with another process (sealed memfds).
 //! - [`events`]: completion channels and asynchronous events.
+//! - [`efa`]: the EFA-like driver namespace (SRD QPs, `efadv_query_device`).
 //! - [`uapi`]: the typed object/method/attribute call framework (seed 004).
 
 mod abi;
@@ -16,6 +17,7 @@ pub mod caps;
 pub mod context;
 pub mod device;
 pub mod driver;
+pub mod efa;
 mod error;
 pub mod events;
 pub mod mem;

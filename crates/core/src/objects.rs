@@ -10,10 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use softverbs_transport::Access;
+use softverbs_transport::{Access, QpType};
 
 use crate::abi::{self, Rd, Wr};
-use crate::driver::{AhAttr, Driver, MwBind, MwType, QpInit};
+use crate::driver::{AhAttr, Driver, DriverQpInit, MwBind, MwType, QpInit};
 use crate::error::VerbsError;
 use crate::events::{AsyncEvents, CompChannel};
 use crate::mem::Backing;
@@ -386,6 +386,8 @@ pub struct QpObj {
     pub qpn: u32,
     /// Creation attributes as granted.
     pub init: QpInit,
+    /// A QP of a driver-defined type (SRD on an EFA-like device).
+    pub driver_qp: Option<DriverQpInit>,
 }
 
 impl UObject for QpObj {
@@ -790,11 +792,30 @@ fn srq_query(b: &mut Bundle<'_>) -> Result<(), UapiError> {
 }
 
 fn qp_create(b: &mut Bundle<'_>) -> Result<(), UapiError> {
+    qp_create_with(b, None)
+}
+
+/// `create_qp`, or (with `driver`) the creation of a QP of a driver type
+/// through a driver method (`efadv_create_qp_ex`): the same validation of
+/// handles, depths and capabilities, then `Driver::create_driver_qp`.
+/// A driver QP is addressed like UD, so `qp_type` must be UD.
+pub(crate) fn qp_create_with(
+    b: &mut Bundle<'_>,
+    driver: Option<DriverQpInit>,
+) -> Result<(), UapiError> {
     let d = data(b)?;
     let (drv, events) = (d.driver.clone(), d.events.clone());
     let req = abi::dec_qp_create(&b.struct_in(IN, abi::QP_CREATE_SIZE)?)?;
     let caps = drv.caps();
-    caps.require_qp_type(drv.name(), req.qp_type)?;
+    if driver.is_some() {
+        if req.qp_type != QpType::Ud {
+            return Err(invalid(
+                "a QP of a driver type is addressed like UD: qp_type must be UD".to_string(),
+            ));
+        }
+    } else {
+        caps.require_qp_type(drv.name(), req.qp_type)?;
+    }
     let pd = b.handle::<PdObj>(PD_HANDLE)?;
     let send_cq = b.handle::<CqObj>(SEND_CQ)?;
     let recv_cq = b.handle::<CqObj>(RECV_CQ)?;
@@ -841,7 +862,10 @@ fn qp_create(b: &mut Bundle<'_>) -> Result<(), UapiError> {
         max_inline_data: req.max_inline_data,
         sq_sig_all: req.sq_sig_all,
     };
-    let (qpn, granted) = drv.create_qp(pd.pdn, &init, events)?;
+    let (qpn, granted) = match &driver {
+        None => drv.create_qp(pd.pdn, &init, events)?,
+        Some(dq) => drv.create_driver_qp(pd.pdn, &init, dq, events)?,
+    };
     commit(
         b,
         QpObj {
@@ -852,6 +876,7 @@ fn qp_create(b: &mut Bundle<'_>) -> Result<(), UapiError> {
             srq,
             qpn,
             init: granted.clone(),
+            driver_qp: driver,
         },
     )?;
     // Granting more is fine (Linux rounds up); fewer is a driver bug, and

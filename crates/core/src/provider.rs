@@ -35,19 +35,23 @@ fn qp_query_counters(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     Ok(())
 }
 
+/// The `qp_query_counters` method, shared with drivers that add more QP
+/// methods (`crate::efa`).
+pub(crate) const QP_QUERY_COUNTERS_SPEC: MethodSpec = MethodSpec {
+    id: QP_QUERY_COUNTERS,
+    name: "qp_query_counters",
+    handler: Some(qp_query_counters),
+    attrs: &[
+        AttrSpec::handle(HANDLE, "qp", QP, Access::Read).mandatory(),
+        AttrSpec::bytes_out(COUNTERS, "counters", 0, abi::COUNTERS_SIZE).mandatory(),
+    ],
+};
+
 const SOFT_OBJECTS: &[ObjectSpec] = &[ObjectSpec {
     id: QP,
     name: "QP",
     destroy_order: 0,
-    methods: &[MethodSpec {
-        id: QP_QUERY_COUNTERS,
-        name: "qp_query_counters",
-        handler: Some(qp_query_counters),
-        attrs: &[
-            AttrSpec::handle(HANDLE, "qp", QP, Access::Read).mandatory(),
-            AttrSpec::bytes_out(COUNTERS, "counters", 0, abi::COUNTERS_SIZE).mandatory(),
-        ],
-    }],
+    methods: &[QP_QUERY_COUNTERS_SPEC],
 }];
 
 /// The driver spec of a soft device: the shared soft-device methods under

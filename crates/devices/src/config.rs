@@ -3,12 +3,17 @@
 //!
 //! ```text
 //! SOFTVERBS_DEVICES = entry ( "," entry )*
-//! entry             = name "=" kind ":" addr ( ":" port )? ( ":mtu=" mtu )?
-//! kind              = "rxe" | "udonly"
+//! entry             = name "=" kind ":" addr ( ":" port )? ( ":mtu=" mtu )? ( ":paths=" n )?
+//! kind              = "rxe" | "udonly" | "srd"
 //! addr              = an IPv4 address, or an IPv6 address in brackets
-//! port              = UDP port (default 4791)
+//! port              = UDP port (default 4791; 4793, UET's, for srd)
 //! mtu               = active path MTU in bytes: 256, 512, 1024 (default), 2048, 4096
+//! n                 = srd: UDP source ports (paths) to spray over, 1 to 64 (default 8)
 //! ```
+//!
+//! An `srd` device (`efa0=srd:127.0.0.5`) binds its address on the UET
+//! port (4793) to receive, on `49152 + i` for each path `i` to send, and
+//! on 4791 for its UD QPs (RoCEv2): two `srd` devices need two addresses.
 //!
 //! For example `rxe0=rxe:127.0.0.1,ud0=udonly:127.0.0.3:4791`,
 //! `rxe0=rxe:10.0.0.1:mtu=4096` or `rxe6=rxe:[::1]:4791`. Unset, the
@@ -37,6 +42,9 @@ pub enum DeviceKind {
     /// UD only (like usnic): no RC/UC, no RDMA READ/WRITE, atomics, SRQs or
     /// memory windows.
     UdOnly,
+    /// EFA-like: UD and SRD (reliable unordered datagrams over UET), no
+    /// RC/UC.
+    Srd,
 }
 
 impl DeviceKind {
@@ -45,15 +53,25 @@ impl DeviceKind {
         match self {
             DeviceKind::Rxe => "rxe",
             DeviceKind::UdOnly => "udonly",
+            DeviceKind::Srd => "srd",
         }
     }
 
-    /// Parse `rxe` or `udonly`.
+    /// Parse `rxe`, `udonly` or `srd`.
     pub fn parse(s: &str) -> Option<DeviceKind> {
         match s {
             "rxe" => Some(DeviceKind::Rxe),
             "udonly" => Some(DeviceKind::UdOnly),
+            "srd" => Some(DeviceKind::Srd),
             _ => None,
+        }
+    }
+
+    /// The UDP port a device of this kind listens on by default.
+    pub fn default_port(self) -> u16 {
+        match self {
+            DeviceKind::Srd => UET_UDP_PORT,
+            _ => ROCEV2_UDP_PORT,
         }
     }
 }
@@ -70,17 +88,32 @@ pub struct DeviceConfig {
     pub addr: SocketAddr,
     /// Active MTU of the port (the largest path MTU a QP may use).
     pub mtu: Mtu,
+    /// `srd`: the paths (UDP source ports) packets are sprayed over.
+    pub paths: u16,
 }
 
+/// UET's UDP port (IANA), where `srd` devices listen.
+pub const UET_UDP_PORT: u16 = 4793;
+
+/// The default number of paths of an `srd` device.
+pub const DEFAULT_PATHS: u16 = 8;
+
 impl DeviceConfig {
-    /// A device on `ip`, port 4791, MTU 1024.
+    /// A device on `ip`, port 4791 (4793 for `srd`), MTU 1024.
     pub fn new(name: &str, kind: DeviceKind, ip: IpAddr) -> Self {
         DeviceConfig {
             name: name.to_string(),
             kind,
-            addr: SocketAddr::new(ip, ROCEV2_UDP_PORT),
+            addr: SocketAddr::new(ip, kind.default_port()),
             mtu: Mtu::Mtu1024,
+            paths: DEFAULT_PATHS,
         }
+    }
+
+    /// The same with `n` paths (`srd`).
+    pub fn with_paths(mut self, n: u16) -> Self {
+        self.paths = n.clamp(1, 64);
+        self
     }
 
     /// The same on another UDP port.
@@ -99,8 +132,8 @@ impl DeviceConfig {
     pub fn parse(entry: &str) -> Result<DeviceConfig, VerbsError> {
         let bad = |why: &str| {
             VerbsError::invalid(format!(
-                "{ENV_VAR} entry {entry:?}: {why} (expected name=kind:addr[:port][:mtu=N], \
-                 e.g. rxe0=rxe:127.0.0.1 or rxe0=rxe:[::1]:4791:mtu=4096)"
+                "{ENV_VAR} entry {entry:?}: {why} (expected name=kind:addr[:port][:mtu=N][:paths=N], \
+                 e.g. rxe0=rxe:127.0.0.1, rxe0=rxe:[::1]:4791:mtu=4096 or efa0=srd:127.0.0.5)"
             ))
         };
         let (name, rest) = entry.split_once('=').ok_or_else(|| bad("no '='"))?;
@@ -116,7 +149,7 @@ impl DeviceConfig {
             .split_once(':')
             .ok_or_else(|| bad("no ':' after the kind"))?;
         let kind = DeviceKind::parse(kind.trim())
-            .ok_or_else(|| bad("unknown kind; kinds are rxe and udonly"))?;
+            .ok_or_else(|| bad("unknown kind; kinds are rxe, udonly and srd"))?;
         let rest = rest.trim();
         let (ip, rest): (IpAddr, &str) = if let Some(r) = rest.strip_prefix('[') {
             let (v6, r) = r.split_once(']').ok_or_else(|| bad("no ']'"))?;
@@ -137,6 +170,15 @@ impl DeviceConfig {
                     .ok()
                     .and_then(Mtu::from_bytes)
                     .ok_or_else(|| bad("the MTU must be 256, 512, 1024, 2048 or 4096"))?;
+            } else if let Some(n) = field.strip_prefix("paths=") {
+                if cfg.kind != DeviceKind::Srd {
+                    return Err(bad("paths= applies to srd devices only"));
+                }
+                cfg.paths = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| bad("paths must be 1 to 64"))?;
             } else {
                 let port: u16 = field.parse().map_err(|_| bad("bad port"))?;
                 if port == 0 {
@@ -204,6 +246,25 @@ mod tests {
         assert_eq!(v[1].addr.port(), 4791);
         assert_eq!(v[2].addr, "[::1]:4791".parse().unwrap());
         assert_eq!(v[2].mtu, Mtu::Mtu2048);
+    }
+
+    #[test]
+    fn srd_entries() {
+        let v = DeviceConfig::parse_list("efa0=srd:127.0.0.5, efa1=srd:127.0.0.6:paths=4:mtu=4096")
+            .unwrap();
+        assert_eq!(v[0].kind, DeviceKind::Srd);
+        assert_eq!(v[0].addr, "127.0.0.5:4793".parse().unwrap());
+        assert_eq!(v[0].paths, DEFAULT_PATHS);
+        assert_eq!(v[1].paths, 4);
+        assert_eq!(v[1].mtu, Mtu::Mtu4096);
+        for bad in [
+            "e=srd:127.0.0.5:paths=0",
+            "e=srd:127.0.0.5:paths=65",
+            "r=rxe:1.2.3.4:paths=2",
+        ] {
+            let e = DeviceConfig::parse_list(bad).unwrap_err().to_string();
+            assert!(e.contains("paths"), "{bad}: {e}");
+        }
     }
 
     #[test]

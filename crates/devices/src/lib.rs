@@ -12,6 +12,10 @@
 //!   Linux `rdma_rxe`.
 //! - [`udonly`]: a UD-only device (like usnic), so consumers can be shown
 //!   to fail cleanly where RC is missing.
+//! - [`srd`]: an EFA-like device — UD and SRD (reliable unordered
+//!   datagrams on UET's packet delivery sublayer, sprayed over many UDP
+//!   source ports), no RC/UC; SRD QPs and `efadv_query_device` through the
+//!   driver namespace (`softverbs_core::efa`).
 //! - [`config`]: the `SOFTVERBS_DEVICES` variable that lists a process's
 //!   devices.
 //!
@@ -36,7 +40,7 @@ use softverbs_core::driver::Driver;
 use softverbs_core::Result;
 use softverbs_wire::Gid;
 
-pub use config::{DeviceConfig, DeviceKind, DEFAULT_DEVICES, ENV_VAR};
+pub use config::{DeviceConfig, DeviceKind, DEFAULT_DEVICES, ENV_VAR, UET_UDP_PORT};
 pub use engine::SoftDevice;
 
 /// The 8-byte interface identifier (EUI-64) of the device, from a MAC
@@ -154,11 +158,125 @@ pub mod udonly {
     }
 }
 
+pub mod srd {
+    //! An EFA-like device (seed 001): UD and SRD, no RC or UC.
+    //!
+    //! - SRD QPs are created through the driver namespace
+    //!   (`softverbs_core::efa::EFA_CREATE_QP`, the analogue of
+    //!   `efadv_create_qp_ex`) and run on a `softverbs_srd::SrdEndpoint`:
+    //!   UET PDS (RUD) + SES over UDP (`docs/srd-wire.md`), received on the
+    //!   device's address at the UET port 4793, sent from `49152 + i` for
+    //!   path `i` (see `engine::srd`).
+    //! - UD QPs are RoCEv2 UD on port 4791 of the same address (the
+    //!   engine's RoCE backend, limited to UD by the capabilities).
+    //! - `efadv_query_device` answers [`softverbs_srd::SrdConfig::caps`].
+    //!
+    //! ```
+    //! use softverbs_core::driver::Driver;
+    //! let d = softverbs_devices::devices_from("efa0=srd:127.0.0.5").unwrap();
+    //! assert_eq!(d[0].kind(), "srd");
+    //! assert_eq!(d[0].caps().qp_types.names(), ["UD", "SRD"]);
+    //! assert!(d[0].efa_device_attr().unwrap().max_rdma_size >= 1 << 20);
+    //! ```
+
+    use std::hash::{BuildHasher, RandomState};
+    use std::net::SocketAddr;
+
+    use softverbs_core::efa::{EfaDeviceAttr, EFA_DRIVER_SPEC};
+    use softverbs_srd::SrdConfig;
+    use softverbs_wire::ROCEV2_UDP_PORT;
+
+    use super::*;
+    use crate::engine::{roce::RoceBackend, srd::SrdBackend, Parts};
+
+    /// The SRD endpoint configuration of a device.
+    pub fn srd_config(cfg: &DeviceConfig) -> SrdConfig {
+        let ip = cfg.addr.ip();
+        let mut c = SrdConfig::new(gid_table(ip)[1]);
+        c.mtu = cfg.mtu;
+        c.paths = cfg.paths.max(1);
+        // Random start PSNs (UET wants them unpredictable), per device.
+        c.seed = RandomState::new().hash_one((cfg.addr, std::process::id()));
+        c
+    }
+
+    /// `efadv_query_device` of a device.
+    pub fn efa_attr(cfg: &DeviceConfig) -> EfaDeviceAttr {
+        let c = srd_config(cfg).caps();
+        EfaDeviceAttr {
+            max_sq_wr: c.max_sq_wr,
+            max_rq_wr: c.max_rq_wr,
+            max_sq_sge: c.max_sq_sge,
+            max_rq_sge: c.max_rq_sge,
+            inline_buf_size: c.inline_buf_size,
+            device_caps: c.device_caps,
+            max_rdma_size: c.max_rdma_size,
+        }
+    }
+
+    /// The capabilities of an srd device on `ip`: UD and SRD; SEND, RDMA
+    /// WRITE and READ (SRD only), inline; no atomics, memory windows or
+    /// SRQs.
+    pub fn caps(ip: IpAddr) -> DeviceCaps {
+        let mut c = DeviceCaps::rxe_like(node_guid(ip));
+        c.vendor_id = 0x1d0f; // Amazon, as EFA reports
+        c.vendor_part_id = 0xefa1;
+        c.qp_types = QpTypes {
+            rc: false,
+            uc: false,
+            ud: true,
+            srd: true,
+        };
+        c.ops = Operations {
+            send: true,
+            send_with_inv: false,
+            rdma_write: true,
+            rdma_read: true,
+            atomics: false,
+            memory_windows: false,
+            srq: false,
+            inline_data: true,
+        };
+        c.max_qp_wr = 4096;
+        c.max_sge = 2;
+        c.max_sge_rd = 1;
+        c.max_inline_data = 32;
+        c.atomic_cap = AtomicCap::None;
+        c.max_qp_rd_atom = 0;
+        c.max_qp_init_rd_atom = 0;
+        c.max_res_rd_atom = 0;
+        c.max_mw = 0;
+        c.max_srq = 0;
+        c.max_srq_wr = 0;
+        c.max_srq_sge = 0;
+        c
+    }
+
+    /// An srd device (not bound until first used).
+    pub fn new(cfg: DeviceConfig) -> SoftDevice {
+        let ip = cfg.addr.ip();
+        let srd = Box::new(SrdBackend::new(cfg.addr, srd_config(&cfg)));
+        let ud = Box::new(RoceBackend::new(SocketAddr::new(ip, ROCEV2_UDP_PORT)));
+        let efa = efa_attr(&cfg);
+        SoftDevice::from_parts(
+            cfg,
+            caps(ip),
+            gid_table(ip),
+            Parts {
+                backends: vec![srd, ud],
+                efa: Some(efa),
+                spec: Some(&EFA_DRIVER_SPEC),
+            },
+        )
+    }
+}
+
 /// The device a configuration describes.
 pub fn open_device(cfg: DeviceConfig) -> SoftDevice {
     match cfg.kind {
         DeviceKind::Rxe => rxe::new(cfg),
         DeviceKind::UdOnly => udonly::new(cfg),
+        DeviceKind::Srd => srd::new(cfg),
     }
 }
 

@@ -226,6 +226,30 @@ impl SrdEndpoint {
         Ok(())
     }
 
+    /// Destroys an SRD QP: its receive WQEs are dropped without
+    /// completions (as Linux's destroy does); messages it still has in
+    /// flight run to the end, but their completions name a QP that is gone
+    /// (the device drops them). Later requests for its QPN are answered
+    /// `NO_MATCH`. Returns whether it existed.
+    pub fn destroy_qp(&mut self, qpn: u32) -> bool {
+        self.qps.remove(&qpn).is_some()
+    }
+
+    /// Changes what `modify_qp` may change on an SRD QP: its Q_Key (at
+    /// INIT) and its RNR retry count (at RTS). Returns whether it exists.
+    pub fn modify_qp(&mut self, qpn: u32, qkey: Option<u32>, rnr_retry: Option<u8>) -> bool {
+        let Some(qp) = self.qps.get_mut(&qpn) else {
+            return false;
+        };
+        if let Some(q) = qkey {
+            qp.cfg.qkey = q;
+        }
+        if let Some(r) = rnr_retry {
+            qp.cfg.rnr_retry = r.min(7);
+        }
+        true
+    }
+
     /// Number of QPs.
     pub fn qp_count(&self) -> usize {
         self.qps.len()

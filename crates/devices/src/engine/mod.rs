@@ -28,8 +28,24 @@
 //! [`SoftDevice::open`], so listing devices never fails because an address
 //! is taken.
 
+//!
+//! # Transport backends
+//!
+//! What is common to every soft device lives here: the tables (PDs, keys,
+//! CQs, SRQs, AHs, and each QP's PD, CQs, SRQ and event queue), CQ and
+//! event routing, the lock, the sockets and the I/O threads. The protocol
+//! is a [`backend::Backend`]: RoCEv2 (`roce`: one transport QP per QP) and
+//! SRD (`srd`: one endpoint per device) are two equal backends behind one
+//! sans-IO interface. A device has one or more backends, each with its own
+//! UDP port and I/O thread; a QP belongs to the backend that serves its
+//! type (the `srd` device: SRD QPs to the SRD backend on UDP 4793, UD QPs
+//! to a RoCEv2 backend on UDP 4791 of the same address).
+
+pub(crate) mod backend;
 mod cq;
 pub(crate) mod keys;
+pub(crate) mod roce;
+pub(crate) mod srd;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -40,39 +56,33 @@ use std::time::Duration;
 
 use softverbs_core::caps::DeviceCaps;
 use softverbs_core::driver::{
-    AhAttr, DeviceCounters, Driver, MrKeys, MwBind, MwType, PortAttr, PortState, QpInfo, QpInit,
-    SrqAttr, Wc,
+    AhAttr, DeviceCounters, Driver, DriverQpInit, MrKeys, MwBind, MwType, PortAttr, PortState,
+    QpInfo, QpInit, SrqAttr, Wc,
 };
+use softverbs_core::efa::EfaDeviceAttr;
 use softverbs_core::events::{AsyncEvent, AsyncEvents, CompChannel};
 use softverbs_core::mem::Backing;
+use softverbs_core::uapi::DriverSpec;
 use softverbs_core::{Result, VerbsError};
 use softverbs_transport::{
-    Access, Ctx, Incoming, Instant, ModifyQp, PostError, Qp, QpConfig, QpCounters, QpEvent, QpType,
-    RecvQueue, RecvWr, SendOp, SendWr, WcQueue,
+    Access, Instant, ModifyQp, PostError, QpCounters, QpEvent, RecvQueue, RecvWr, SendOp, SendWr,
+    WcQueue,
 };
-use softverbs_wire::icrc::{self, Endpoints};
-use softverbs_wire::opcode::TransportKind;
-use softverbs_wire::{Gid, PacketRepr};
+use softverbs_wire::Gid;
 
 use crate::config::DeviceConfig;
 use crate::net::{RxBatch, TxBatch, UdpPort};
+use backend::{Backend, Env, QpMeta};
 use cq::Cq;
-use keys::{KeyTable, PdMemory};
+use keys::KeyTable;
 
 /// The first QPN handed out (rxe starts at 17; 0 and 1 are the special QPs).
 pub const FIRST_QPN: u32 = 17;
 const MAX_QPN: u32 = 0x00ff_ffff;
 
-struct SrqEntry {
-    rq: RecvQueue,
+pub(crate) struct SrqEntry {
+    pub rq: RecvQueue,
     attr: SrqAttr,
-    events: Arc<AsyncEvents>,
-}
-
-struct QpEntry {
-    qp: Qp,
-    pd: u32,
-    init: QpInit,
     events: Arc<AsyncEvents>,
 }
 
@@ -85,16 +95,16 @@ struct State {
     next_cq: u32,
     srqs: HashMap<u32, SrqEntry>,
     next_srq: u32,
-    qps: HashMap<u32, QpEntry>,
+    qps: HashMap<u32, QpMeta>,
     next_qpn: u32,
     ahs: HashMap<u32, AhAttr>,
     next_ah: u32,
     counters: DeviceCounters,
     /// Counters of destroyed QPs.
     dead_qps: QpCounters,
-    tx: TxBatch,
-    /// Scratch list of QPs whose timer is due (reused).
-    due: Vec<u32>,
+    backends: Vec<Box<dyn Backend>>,
+    /// One send batch per backend.
+    txs: Vec<TxBatch>,
 }
 
 /// Next free id from a cyclic counter in `[lo, hi]`.
@@ -138,7 +148,7 @@ fn qp_event(qpn: u32, e: QpEvent) -> AsyncEvent {
     }
 }
 
-fn post_error(qpn: u32, e: PostError) -> VerbsError {
+pub(crate) fn post_error(qpn: u32, e: PostError) -> VerbsError {
     match e {
         PostError::QueueFull => VerbsError::QueueFull,
         PostError::InvalidState(_) => VerbsError::InvalidState(format!("QP {qpn:#x}: {e}")),
@@ -163,7 +173,7 @@ fn ip_gid(ip: IpAddr) -> Gid {
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(backends: Vec<Box<dyn Backend>>) -> Self {
         State {
             pds: HashMap::new(),
             next_pd: 1,
@@ -178,180 +188,128 @@ impl State {
             next_ah: 1,
             counters: DeviceCounters::default(),
             dead_qps: QpCounters::default(),
-            tx: TxBatch::new(),
-            due: Vec::new(),
+            txs: backends.iter().map(|_| TxBatch::new()).collect(),
+            backends,
         }
     }
 
-    /// Drain QP `qpn`: its packets into the send batch (flushed when full),
-    /// its completions into its CQs, its events to its context, and the
-    /// limit event of its SRQ.
-    fn progress(&mut self, qpn: u32, now: Instant, port: &UdpPort) {
+    /// Drain backend `b`: its packets into its send batch (flushed when
+    /// full), its completions into their CQs, its events to their
+    /// contexts; then the limit events of the SRQs.
+    fn drain(&mut self, b: usize, now: Instant, port: &UdpPort) {
         let State {
             qps,
             keys,
             srqs,
             cqs,
-            tx,
+            txs,
             counters,
+            backends,
             ..
         } = self;
-        let Some(e) = qps.get_mut(&qpn) else { return };
-        let local = port.local();
-        let dport = local.port();
-        let srq_id = e.init.srq;
+        let (Some(be), Some(tx)) = (backends.get_mut(b), txs.get_mut(b)) else {
+            return;
+        };
         {
-            let mut mem = PdMemory {
+            let mut env = Env {
                 keys,
-                pd: e.pd,
-                qpn,
+                srqs,
+                qps,
+                counters,
+                local: port.local(),
             };
-            let srq = srq_id.and_then(|s| srqs.get_mut(&s)).map(|s| &mut s.rq);
-            let mut ctx = Ctx { mem: &mut mem, srq };
             loop {
                 if tx.is_full() {
-                    let (p, b) = tx.flush(port);
-                    counters.sent_pkts += p;
-                    counters.sent_bytes += b;
+                    let (p, n) = tx.flush(port);
+                    env.counters.sent_pkts += p;
+                    env.counters.sent_bytes += n;
                 }
-                let Some(t) = e.qp.poll_transmit(now, &mut ctx, tx.slot()) else {
+                let Some(o) = be.poll_transmit(now, &mut env, tx.slot()) else {
                     break;
                 };
-                let dst = gid_addr(&t.dst, dport);
-                if dst.is_ipv4() != local.is_ipv4() {
-                    continue; // unreachable from this socket's family
-                }
-                let slot = &mut tx.slot()[..t.len];
-                icrc::seal(&Endpoints { src: local, dst }, 0, slot);
-                tx.commit(t.len, dst);
+                tx.commit_via(o.len, o.dst, o.via);
             }
         }
-        while let Some(c) = e.qp.poll_completion() {
+        while let Some(c) = be.poll_completion() {
+            let Some(m) = qps.get(&c.qp_num) else {
+                continue;
+            };
             let cq = match c.queue {
-                WcQueue::Send => e.init.send_cq,
-                WcQueue::Recv => e.init.recv_cq,
+                WcQueue::Send => m.init.send_cq,
+                WcQueue::Recv => m.init.recv_cq,
             };
             if let Some(cq) = cqs.get_mut(&cq) {
                 cq.push(c, counters);
             }
         }
-        while let Some(ev) = e.qp.poll_event() {
-            e.events.push(qp_event(qpn, ev));
+        while let Some((qpn, ev)) = be.poll_event() {
+            if let Some(m) = qps.get(&qpn) {
+                m.events.push(qp_event(qpn, ev));
+            }
         }
-        if let Some(s) = srq_id.and_then(|s| srqs.get_mut(&s)) {
+        for (&id, s) in srqs.iter_mut() {
             if s.rq.take_limit_event() {
                 s.attr.limit = 0;
-                s.events.push(AsyncEvent::SrqLimitReached {
-                    srq: srq_id.unwrap_or_default(),
-                });
+                s.events.push(AsyncEvent::SrqLimitReached { srq: id });
             }
         }
     }
 
-    fn flush(&mut self, port: &UdpPort) {
-        let (p, b) = self.tx.flush(port);
-        self.counters.sent_pkts += p;
-        self.counters.sent_bytes += b;
+    fn flush(&mut self, b: usize, port: &UdpPort) {
+        if let Some(tx) = self.txs.get_mut(b) {
+            let (p, n) = tx.flush(port);
+            self.counters.sent_pkts += p;
+            self.counters.sent_bytes += n;
+        }
     }
 
-    /// The earliest timer of any QP.
-    fn next_timeout(&self) -> Option<Instant> {
-        self.qps.values().filter_map(|e| e.qp.poll_timeout()).min()
-    }
-
-    /// Check, demultiplex and deliver one datagram.
-    fn receive(&mut self, now: Instant, dgram: &[u8], src: SocketAddr, port: &UdpPort) {
+    /// Hand datagrams to backend `b` (a wake-up is ignored).
+    fn receive(&mut self, b: usize, now: Instant, dgram: &[u8], src: SocketAddr, port: &UdpPort) {
         let local = port.local();
         if dgram.is_empty() && src == local {
             return; // a wake-up
         }
         self.counters.rcvd_pkts += 1;
         self.counters.rcvd_bytes += dgram.len() as u64;
-        let ep = Endpoints { src, dst: local };
-        let Some(ip_id) = icrc::verify_unknown_ip_id(&ep, dgram) else {
-            // Too short for an ICRC counts as malformed, a wrong one as bad ICRC.
-            if dgram.len() < softverbs_wire::ICRC_LEN + 12 {
-                self.counters.drop_malformed += 1;
-            } else {
-                self.counters.drop_bad_icrc += 1;
-            }
+        let State {
+            qps,
+            keys,
+            srqs,
+            counters,
+            backends,
+            ..
+        } = self;
+        let Some(be) = backends.get_mut(b) else {
             return;
         };
-        let Ok((repr, payload)) = PacketRepr::parse(dgram) else {
-            self.counters.drop_malformed += 1;
-            return;
+        let mut env = Env {
+            keys,
+            srqs,
+            qps,
+            counters,
+            local,
         };
-        let qpn = repr.bth.dest_qpn;
-        let Some(e) = self.qps.get_mut(&qpn) else {
-            self.counters.drop_unknown_qpn += 1;
-            return;
-        };
-        let Ok(info) = repr.bth.opcode.info() else {
-            self.counters.drop_bad_opcode += 1;
-            return;
-        };
-        let want = match e.qp.qp_type() {
-            QpType::Rc => TransportKind::Rc,
-            QpType::Uc => TransportKind::Uc,
-            QpType::Ud => TransportKind::Ud,
-        };
-        if info.transport != want {
-            self.counters.drop_bad_opcode += 1;
-            return;
-        }
-        if let Some(deth) = repr.deth {
-            if deth.qkey != e.qp.attrs().qkey {
-                self.counters.drop_qkey_mismatch += 1;
-                return;
-            }
-        }
-        // What UD puts at the head of a receive buffer: for IPv4 20 zero
-        // bytes and the IPv4 header (rebuilt: TTL 64, TOS 0, the solved
-        // identification), for IPv6 the IPv6 header (as the GRH).
-        let mut network_header = [0u8; 40];
-        let ph = ep.pseudo_headers(ip_id, dgram.len());
-        let ip = ph.ip();
-        network_header[40 - ip.len()..].copy_from_slice(ip);
-        let inc = Incoming {
-            repr: &repr,
-            payload,
-            src: ip_gid(src.ip()),
-            network_header: &network_header,
-        };
-        {
-            let State {
-                qps, keys, srqs, ..
-            } = self;
-            let Some(e) = qps.get_mut(&qpn) else { return };
-            let mut mem = PdMemory {
-                keys,
-                pd: e.pd,
-                qpn,
-            };
-            let srq = e.init.srq.and_then(|s| srqs.get_mut(&s)).map(|s| &mut s.rq);
-            let mut ctx = Ctx { mem: &mut mem, srq };
-            e.qp.handle_packet(now, &inc, &mut ctx);
-        }
-        self.progress(qpn, now, port);
+        be.handle_datagram(now, src, dgram, &mut env);
     }
 
-    /// Run the timers that are due.
-    fn run_timers(&mut self, now: Instant, port: &UdpPort) {
-        let mut due = std::mem::take(&mut self.due);
-        due.clear();
-        due.extend(
-            self.qps
-                .iter()
-                .filter(|(_, e)| e.qp.poll_timeout().is_some_and(|t| t <= now))
-                .map(|(&q, _)| q),
-        );
-        for &qpn in &due {
-            if let Some(e) = self.qps.get_mut(&qpn) {
-                e.qp.handle_timeout(now);
+    /// Run backend `b`'s timers if due.
+    fn run_timers(&mut self, b: usize, now: Instant) {
+        if let Some(be) = self.backends.get_mut(b) {
+            if be.poll_timeout().is_some_and(|t| t <= now) {
+                be.handle_timeout(now);
             }
-            self.progress(qpn, now, port);
         }
-        self.due = due;
+    }
+
+    /// The earliest timer of backend `b`.
+    fn next_timeout(&self, b: usize) -> Option<Instant> {
+        self.backends.get(b).and_then(|be| be.poll_timeout())
+    }
+
+    fn meta(&self, qpn: u32) -> Result<&QpMeta> {
+        self.qps
+            .get(&qpn)
+            .ok_or_else(|| VerbsError::NotFound(format!("QP {qpn:#x}")))
     }
 }
 
@@ -362,18 +320,21 @@ fn clock() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-/// What the device and its I/O thread share.
+/// What the device and its I/O threads share.
 struct Shared {
     cfg: DeviceConfig,
     caps: DeviceCaps,
     gids: Vec<Gid>,
+    efa: Option<EfaDeviceAttr>,
+    spec: Option<&'static DriverSpec>,
     epoch: std::time::Instant,
     state: Mutex<State>,
-    port: OnceLock<Arc<UdpPort>>,
+    /// One port per backend, bound together on first use.
+    ports: OnceLock<Vec<Arc<UdpPort>>>,
     shutdown: AtomicBool,
-    /// When the I/O thread will next wake on its own (ns since `epoch`;
-    /// `u64::MAX`: never).
-    sleep_until: AtomicU64,
+    /// Per backend: when its I/O thread will next wake on its own (ns
+    /// since `epoch`; `u64::MAX`: never).
+    sleep_until: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -385,21 +346,24 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After inline progress: flush, and wake the I/O thread if `qpn` now
-    /// has a timer earlier than the one it sleeps for.
-    fn finish_inline(&self, st: &mut State, qpn: u32, port: &UdpPort) {
-        st.flush(port);
-        if let Some(t) = st.qps.get(&qpn).and_then(|e| e.qp.poll_timeout()) {
-            if t.0 < self.sleep_until.load(Ordering::Acquire) {
-                self.sleep_until.store(t.0, Ordering::Release);
+    /// After inline progress on backend `b`: drain, flush, and wake its I/O
+    /// thread if the backend now has a timer earlier than the one the
+    /// thread sleeps for.
+    fn finish_inline(&self, st: &mut State, b: usize, now: Instant, port: &UdpPort) {
+        st.drain(b, now, port);
+        st.flush(b, port);
+        if let (Some(t), Some(su)) = (st.next_timeout(b), self.sleep_until.get(b)) {
+            if t.0 < su.load(Ordering::Acquire) {
+                su.store(t.0, Ordering::Release);
                 port.wake();
             }
         }
     }
 }
 
-/// The I/O thread: receive, demultiplex, run timers; sleep in between.
-fn io_loop(shared: Arc<Shared>, port: Arc<UdpPort>) {
+/// The I/O thread of backend `b`: receive, demultiplex, run timers; sleep
+/// in between.
+fn io_loop(shared: Arc<Shared>, b: usize, port: Arc<UdpPort>) {
     let mut rx = RxBatch::new();
     let mut cur_timeout: Option<Option<Duration>> = None;
     loop {
@@ -408,10 +372,8 @@ fn io_loop(shared: Arc<Shared>, port: Arc<UdpPort>) {
         }
         let timeout = {
             let st = shared.lock();
-            let next = st.next_timeout();
-            shared
-                .sleep_until
-                .store(next.map_or(u64::MAX, |t| t.0), Ordering::Release);
+            let next = st.next_timeout(b);
+            shared.sleep_until[b].store(next.map_or(u64::MAX, |t| t.0), Ordering::Release);
             next.map(|t| t.saturating_since(shared.now()))
         };
         let got = match timeout {
@@ -439,10 +401,11 @@ fn io_loop(shared: Arc<Shared>, port: Arc<UdpPort>) {
                 st.counters.drop_malformed += 1;
                 continue;
             }
-            st.receive(now, dgram, src, &port);
+            st.receive(b, now, dgram, src, &port);
         }
-        st.run_timers(now, &port);
-        st.flush(&port);
+        st.run_timers(b, now);
+        st.drain(b, now, &port);
+        st.flush(b, &port);
     }
 }
 
@@ -450,7 +413,7 @@ fn io_loop(shared: Arc<Shared>, port: Arc<UdpPort>) {
 /// capabilities of its kind. Implements [`Driver`].
 pub struct SoftDevice {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SoftDevice {
@@ -463,22 +426,54 @@ impl std::fmt::Debug for SoftDevice {
     }
 }
 
+/// What a device is made of besides its configuration, capabilities and
+/// GIDs: its transport backends and its driver namespace.
+pub(crate) struct Parts {
+    pub backends: Vec<Box<dyn Backend>>,
+    pub efa: Option<EfaDeviceAttr>,
+    pub spec: Option<&'static DriverSpec>,
+}
+
 impl SoftDevice {
-    /// A device with `caps` and the GID table `gids` for `cfg`. Nothing is
-    /// bound yet.
+    /// A RoCEv2 device (RC, UC, UD as `caps` allow) with `caps` and the GID
+    /// table `gids` for `cfg`. Nothing is bound yet.
     pub fn new(cfg: DeviceConfig, caps: DeviceCaps, gids: Vec<Gid>) -> SoftDevice {
+        let roce = Box::new(roce::RoceBackend::new(cfg.addr));
+        Self::from_parts(
+            cfg,
+            caps,
+            gids,
+            Parts {
+                backends: vec![roce],
+                efa: None,
+                spec: None,
+            },
+        )
+    }
+
+    /// A device of several backends. The first backend's port is the
+    /// device's address ([`Self::local_addr`]).
+    pub(crate) fn from_parts(
+        cfg: DeviceConfig,
+        caps: DeviceCaps,
+        gids: Vec<Gid>,
+        parts: Parts,
+    ) -> SoftDevice {
+        let n = parts.backends.len();
         SoftDevice {
             shared: Arc::new(Shared {
                 cfg,
                 caps,
                 gids,
+                efa: parts.efa,
+                spec: parts.spec,
                 epoch: clock(),
-                state: Mutex::new(State::new()),
-                port: OnceLock::new(),
+                state: Mutex::new(State::new(parts.backends)),
+                ports: OnceLock::new(),
                 shutdown: AtomicBool::new(false),
-                sleep_until: AtomicU64::new(u64::MAX),
+                sleep_until: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             }),
-            thread: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
         }
     }
 
@@ -487,34 +482,170 @@ impl SoftDevice {
         &self.shared.cfg
     }
 
-    /// Bind the device's socket and start its I/O thread, if not done yet.
-    /// Fails with a clear message when the address is taken.
+    /// Bind the device's sockets and start its I/O threads, if not done
+    /// yet. Fails with a clear message when an address is taken.
     pub fn open(&self) -> Result<()> {
-        self.port().map(|_| ())
+        self.ports().map(|_| ())
     }
 
     /// The UDP address actually bound (`None` before [`SoftDevice::open`]).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.port.get().map(|p| p.local())
+        self.shared
+            .ports
+            .get()
+            .and_then(|p| p.first())
+            .map(|p| p.local())
     }
 
-    fn port(&self) -> Result<Arc<UdpPort>> {
-        if let Some(p) = self.shared.port.get() {
-            return Ok(p.clone());
+    /// Every UDP address bound, per backend (empty before
+    /// [`SoftDevice::open`]); the first of each is the one it reads.
+    pub fn bound_addrs(&self) -> Vec<Vec<SocketAddr>> {
+        let st = self.lock();
+        match self.shared.ports.get() {
+            Some(ports) => ports
+                .iter()
+                .zip(&st.backends)
+                .map(|(p, be)| {
+                    let mut v = vec![p.local()];
+                    v.extend(be.addrs().iter().skip(1).take(p.sockets() - 1));
+                    v
+                })
+                .collect(),
+            None => Vec::new(),
         }
-        let mut th = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = self.shared.port.get() {
-            return Ok(p.clone());
+    }
+
+    /// SRD endpoint counters of an `srd` device (`None` for other kinds).
+    pub fn srd_counters(&self) -> Option<softverbs_srd::SrdCounters> {
+        let st = self.lock();
+        st.backends.iter().find_map(|b| b.srd_counters())
+    }
+
+    fn ports(&self) -> Result<&[Arc<UdpPort>]> {
+        if let Some(p) = self.shared.ports.get() {
+            return Ok(p);
         }
-        let port = Arc::new(UdpPort::bind(self.shared.cfg.addr, &self.shared.cfg.name)?);
-        let (s, p) = (self.shared.clone(), port.clone());
-        let handle = std::thread::Builder::new()
-            .name(format!("{}-io", self.shared.cfg.name))
-            .spawn(move || io_loop(s, p))
-            .map_err(|e| VerbsError::Io(format!("cannot start the I/O thread: {e}")))?;
-        *th = Some(handle);
-        let _ = self.shared.port.set(port.clone());
-        Ok(port)
+        let mut th = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = self.shared.ports.get() {
+            return Ok(p);
+        }
+        let addrs: Vec<Vec<SocketAddr>> = self
+            .lock()
+            .backends
+            .iter()
+            .map(|b| b.addrs().to_vec())
+            .collect();
+        let mut ports = Vec::with_capacity(addrs.len());
+        for a in &addrs {
+            ports.push(Arc::new(UdpPort::bind_all(a, &self.shared.cfg.name)?));
+        }
+        for (b, port) in ports.iter().enumerate() {
+            let (s, p) = (self.shared.clone(), port.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-io{b}", self.shared.cfg.name))
+                .spawn(move || io_loop(s, b, p))
+                .map_err(|e| VerbsError::Io(format!("cannot start the I/O thread: {e}")))?;
+            th.push(handle);
+        }
+        let _ = self.shared.ports.set(ports);
+        self.shared
+            .ports
+            .get()
+            .map(|v| v.as_slice())
+            .ok_or_else(|| VerbsError::Io("ports not bound".into()))
+    }
+
+    /// Backend `b`'s port.
+    fn port_of(&self, b: usize) -> Result<Arc<UdpPort>> {
+        self.ports()?
+            .get(b)
+            .cloned()
+            .ok_or_else(|| VerbsError::Io(format!("no port for backend {b}")))
+    }
+
+    /// Create a QP on the backend that serves its type (`driver`: a
+    /// driver QP type, e.g. SRD).
+    fn create_any_qp(
+        &self,
+        pd: u32,
+        init: &QpInit,
+        driver: Option<&DriverQpInit>,
+        events: Arc<AsyncEvents>,
+    ) -> Result<(u32, QpInit)> {
+        let caps = &self.shared.caps;
+        if init.srq.is_some() && !caps.ops.srq {
+            return Err(self.unsupported("shared receive queues"));
+        }
+        if init.max_send_wr > caps.max_qp_wr || init.max_recv_wr > caps.max_qp_wr {
+            return Err(VerbsError::invalid(format!(
+                "at most {} WRs per work queue",
+                caps.max_qp_wr
+            )));
+        }
+        if init.max_send_sge > caps.max_sge || init.max_recv_sge > caps.max_sge {
+            return Err(VerbsError::invalid(format!(
+                "at most {} SGEs per WR",
+                caps.max_sge
+            )));
+        }
+        if init.max_inline_data > caps.max_inline_data {
+            return Err(VerbsError::invalid(format!(
+                "at most {} bytes of inline data",
+                caps.max_inline_data
+            )));
+        }
+        self.ports()?;
+        let mut st = self.lock();
+        let backend = st
+            .backends
+            .iter()
+            .position(|b| b.serves(driver))
+            .ok_or_else(|| match driver {
+                Some(d) => self.unsupported(&format!("driver QP type {}", d.driver_type)),
+                None => self.unsupported("verbs queue pairs"),
+            })?;
+        Self::check_pd(&st, pd)?;
+        for cq in [init.send_cq, init.recv_cq] {
+            if !st.cqs.contains_key(&cq) {
+                return Err(VerbsError::NotFound(format!("CQ {cq}")));
+            }
+        }
+        if let Some(s) = init.srq {
+            if !st.srqs.contains_key(&s) {
+                return Err(VerbsError::NotFound(format!("SRQ {s}")));
+            }
+        }
+        if st.qps.len() >= caps.max_qp as usize {
+            return Err(VerbsError::NoResources("queue pairs".into()));
+        }
+        let State {
+            qps,
+            next_qpn,
+            backends,
+            ..
+        } = &mut *st;
+        let qpn = next_id(qps, next_qpn, FIRST_QPN, MAX_QPN)
+            .ok_or_else(|| VerbsError::NoResources("queue pair numbers".into()))?;
+        let granted = QpInit {
+            max_send_wr: init.max_send_wr.max(1),
+            max_recv_wr: if init.srq.is_some() {
+                0
+            } else {
+                init.max_recv_wr.max(1)
+            },
+            ..init.clone()
+        };
+        backends[backend].create_qp(qpn, &granted, driver)?;
+        qps.insert(
+            qpn,
+            QpMeta {
+                pd,
+                init: granted.clone(),
+                events,
+                backend,
+            },
+        );
+        Ok((qpn, granted))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -561,11 +692,13 @@ impl SoftDevice {
 impl Drop for SoftDevice {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        if let Some(p) = self.shared.port.get() {
-            p.wake();
+        if let Some(ports) = self.shared.ports.get() {
+            for p in ports {
+                p.wake();
+            }
         }
-        let th = self.thread.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = th.take() {
+        let th = self.threads.get_mut().unwrap_or_else(|e| e.into_inner());
+        for h in th.drain(..) {
             let _ = h.join();
         }
     }
@@ -613,14 +746,14 @@ impl Driver for SoftDevice {
         let st = self.lock();
         let mut c = st.counters;
         c.qp = st.dead_qps;
-        for e in st.qps.values() {
-            add_counters(&mut c.qp, e.qp.counters());
+        for be in &st.backends {
+            be.add_counters(&mut c.qp);
         }
         c
     }
 
     fn alloc_pd(&self) -> Result<u32> {
-        self.port()?;
+        self.ports()?;
         let mut st = self.lock();
         if st.pds.len() >= self.shared.caps.max_pd as usize {
             return Err(VerbsError::NoResources("protection domains".into()));
@@ -720,7 +853,7 @@ impl Driver for SoftDevice {
                 caps.max_cqe
             )));
         }
-        self.port()?;
+        self.ports()?;
         let mut st = self.lock();
         if st.cqs.len() >= caps.max_cq as usize {
             return Err(VerbsError::NoResources("completion queues".into()));
@@ -804,7 +937,7 @@ impl Driver for SoftDevice {
                 caps.max_srq_wr, caps.max_srq_sge
             )));
         }
-        self.port()?;
+        self.ports()?;
         let mut st = self.lock();
         Self::check_pd(&st, pd)?;
         if st.srqs.len() >= caps.max_srq as usize {
@@ -895,75 +1028,28 @@ impl Driver for SoftDevice {
     }
 
     fn create_qp(&self, pd: u32, init: &QpInit, events: Arc<AsyncEvents>) -> Result<(u32, QpInit)> {
-        let caps = &self.shared.caps;
-        caps.require_qp_type(self.name_str(), init.qp_type)?;
-        if init.srq.is_some() && !caps.ops.srq {
-            return Err(self.unsupported("shared receive queues"));
-        }
-        if init.max_send_wr > caps.max_qp_wr || init.max_recv_wr > caps.max_qp_wr {
-            return Err(VerbsError::invalid(format!(
-                "at most {} WRs per work queue",
-                caps.max_qp_wr
-            )));
-        }
-        if init.max_send_sge > caps.max_sge || init.max_recv_sge > caps.max_sge {
-            return Err(VerbsError::invalid(format!(
-                "at most {} SGEs per WR",
-                caps.max_sge
-            )));
-        }
-        if init.max_inline_data > caps.max_inline_data {
-            return Err(VerbsError::invalid(format!(
-                "at most {} bytes of inline data",
-                caps.max_inline_data
-            )));
-        }
-        self.port()?;
-        let mut st = self.lock();
-        Self::check_pd(&st, pd)?;
-        for cq in [init.send_cq, init.recv_cq] {
-            if !st.cqs.contains_key(&cq) {
-                return Err(VerbsError::NotFound(format!("CQ {cq}")));
-            }
-        }
-        if let Some(s) = init.srq {
-            if !st.srqs.contains_key(&s) {
-                return Err(VerbsError::NotFound(format!("SRQ {s}")));
-            }
-        }
-        if st.qps.len() >= caps.max_qp as usize {
-            return Err(VerbsError::NoResources("queue pairs".into()));
-        }
-        let State { qps, next_qpn, .. } = &mut *st;
-        let qpn = next_id(qps, next_qpn, FIRST_QPN, MAX_QPN)
-            .ok_or_else(|| VerbsError::NoResources("queue pair numbers".into()))?;
-        let granted = QpInit {
-            max_send_wr: init.max_send_wr.max(1),
-            max_recv_wr: if init.srq.is_some() {
-                0
-            } else {
-                init.max_recv_wr.max(1)
-            },
-            ..init.clone()
-        };
-        let qp = Qp::new(QpConfig {
-            qp_type: init.qp_type,
-            qpn,
-            sq_sig_all: init.sq_sig_all,
-            max_send_wr: granted.max_send_wr as usize,
-            max_recv_wr: granted.max_recv_wr as usize,
-            use_srq: init.srq.is_some(),
-        });
-        qps.insert(
-            qpn,
-            QpEntry {
-                qp,
-                pd,
-                init: granted.clone(),
-                events,
-            },
-        );
-        Ok((qpn, granted))
+        self.shared
+            .caps
+            .require_qp_type(self.name_str(), init.qp_type)?;
+        self.create_any_qp(pd, init, None, events)
+    }
+
+    fn create_driver_qp(
+        &self,
+        pd: u32,
+        init: &QpInit,
+        driver: &DriverQpInit,
+        events: Arc<AsyncEvents>,
+    ) -> Result<(u32, QpInit)> {
+        self.create_any_qp(pd, init, Some(driver), events)
+    }
+
+    fn efa_device_attr(&self) -> Option<EfaDeviceAttr> {
+        self.shared.efa
+    }
+
+    fn driver_spec(&self) -> Option<&'static DriverSpec> {
+        self.shared.spec
     }
 
     fn modify_qp(&self, qpn: u32, m: &ModifyQp) -> Result<()> {
@@ -977,55 +1063,63 @@ impl Driver for SoftDevice {
                 )));
             }
         }
-        let port = self.port()?;
+        self.ports()?;
+        let b = self.lock().meta(qpn)?.backend;
+        let port = self.port_of(b)?;
         let now = self.shared.now();
         let mut st = self.lock();
-        let e = st.qps.get_mut(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
-        e.qp.modify(m, now);
-        st.progress(qpn, now, &port);
-        self.shared.finish_inline(&mut st, qpn, &port);
+        st.backends[b].modify_qp(now, qpn, m)?;
+        self.shared.finish_inline(&mut st, b, now, &port);
         Ok(())
     }
 
     fn query_qp(&self, qpn: u32) -> Result<QpInfo> {
         let st = self.lock();
-        let e = st.qps.get(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        let meta = st.meta(qpn)?;
+        let q = st.backends[meta.backend]
+            .query_qp(qpn)
+            .ok_or_else(|| Self::qp_missing(qpn))?;
         Ok(QpInfo {
             qpn,
-            state: e.qp.state(),
-            attrs: e.qp.attrs(),
-            init: e.init.clone(),
-            counters: *e.qp.counters(),
+            state: q.state,
+            attrs: q.attrs,
+            init: meta.init.clone(),
+            counters: q.counters,
         })
     }
 
     fn destroy_qp(&self, qpn: u32) -> Result<()> {
         let mut st = self.lock();
-        let e = st.qps.remove(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
-        add_counters(&mut st.dead_qps, e.qp.counters());
+        let meta = st.qps.remove(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        let c = st.backends[meta.backend].destroy_qp(qpn);
+        add_counters(&mut st.dead_qps, &c);
         Ok(())
     }
 
     fn post_send(&self, qpn: u32, wr: SendWr) -> Result<()> {
         self.check_send_op(&wr.op)?;
-        let port = self.port()?;
+        let ports = self.ports()?;
         let now = self.shared.now();
         let mut st = self.lock();
-        let e = st.qps.get_mut(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
-        e.qp.post_send(wr).map_err(|err| post_error(qpn, err))?;
-        st.progress(qpn, now, &port);
-        self.shared.finish_inline(&mut st, qpn, &port);
+        let b = st.meta(qpn)?.backend;
+        let port = &ports[b];
+        st.backends[b]
+            .post_send(now, qpn, wr)
+            .map_err(|err| post_error(qpn, err))?;
+        self.shared.finish_inline(&mut st, b, now, port);
         Ok(())
     }
 
     fn post_recv(&self, qpn: u32, wr: RecvWr) -> Result<()> {
-        let port = self.port()?;
+        let ports = self.ports()?;
         let now = self.shared.now();
         let mut st = self.lock();
-        let e = st.qps.get_mut(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
-        e.qp.post_recv(wr).map_err(|err| post_error(qpn, err))?;
-        st.progress(qpn, now, &port);
-        self.shared.finish_inline(&mut st, qpn, &port);
+        let b = st.meta(qpn)?.backend;
+        let port = &ports[b];
+        st.backends[b]
+            .post_recv(qpn, wr)
+            .map_err(|err| post_error(qpn, err))?;
+        self.shared.finish_inline(&mut st, b, now, port);
         Ok(())
     }
 

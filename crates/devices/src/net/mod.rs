@@ -22,6 +22,15 @@
 //! (no per-flow sockets) and one receive path. ECMP spreading over source
 //! ports, which only matters on a routed fabric, is what is given up.
 //!
+//! # Several sockets per port (SRD's paths)
+//!
+//! A [`UdpPort`] may hold more than one socket: socket 0 is bound to the
+//! device's address and port and is the only one read; the others only
+//! send, each from its own source port. The SRD device uses them for its
+//! paths (UET's entropy is the UDP source port): path `i` leaves from
+//! `49152 + i`. A [`TxBatch`] slot names the socket it leaves from; a flush
+//! sends each socket's packets with one `sendmmsg`.
+//!
 //! # No GSO
 //!
 //! UDP GSO would cut the send system calls further, but what it does to the
@@ -53,14 +62,28 @@ pub(crate) const RX_STRIDE: usize = 8192;
 /// Socket buffers asked for (the kernel may grant less without privilege).
 const SOCK_BUF: usize = 4 << 20;
 
-/// A bound UDP socket.
+/// Bound UDP sockets: socket 0 receives and sends, the others only send.
 #[derive(Debug)]
 pub(crate) struct UdpPort {
-    sock: UdpSocket,
+    socks: Vec<UdpSocket>,
     local: SocketAddr,
 }
 
 impl UdpPort {
+    /// Bind `addrs` (at least one) for device `device`; see [`Self::bind`].
+    pub(crate) fn bind_all(addrs: &[SocketAddr], device: &str) -> Result<UdpPort, VerbsError> {
+        let mut socks = Vec::with_capacity(addrs.len());
+        let mut local = None;
+        for &a in addrs {
+            let p = Self::bind(a, device)?;
+            local.get_or_insert(p.local);
+            socks.extend(p.socks);
+        }
+        let local =
+            local.ok_or_else(|| VerbsError::invalid(format!("{device}: no address to bind")))?;
+        Ok(UdpPort { socks, local })
+    }
+
     /// Bind `addr` for device `device`, with DF set (identification 0) and
     /// large socket buffers.
     pub(crate) fn bind(addr: SocketAddr, device: &str) -> Result<UdpPort, VerbsError> {
@@ -104,7 +127,15 @@ impl UdpPort {
             let _ = socket::setsockopt(&sock, sockopt::SndBuf, &SOCK_BUF);
         }
         let local = sock.local_addr().map_err(|e| io_err("local address", e))?;
-        Ok(UdpPort { sock, local })
+        Ok(UdpPort {
+            socks: vec![sock],
+            local,
+        })
+    }
+
+    /// How many sockets (socket 0 receives).
+    pub(crate) fn sockets(&self) -> usize {
+        self.socks.len()
     }
 
     /// The address the socket is bound to.
@@ -114,12 +145,12 @@ impl UdpPort {
 
     /// Wake the receive thread: a zero-length datagram to ourselves.
     pub(crate) fn wake(&self) {
-        let _ = self.sock.send_to(&[], self.local);
+        let _ = self.socks[0].send_to(&[], self.local);
     }
 
     /// Set the receive timeout (`None`: block until a datagram arrives).
     pub(crate) fn set_read_timeout(&self, t: Option<Duration>) {
-        let _ = self.sock.set_read_timeout(t);
+        let _ = self.socks[0].set_read_timeout(t);
     }
 }
 
@@ -128,6 +159,12 @@ pub(crate) struct TxBatch {
     bufs: Vec<u8>,
     lens: [usize; TX_BATCH],
     addrs: Vec<Option<SockaddrStorage>>,
+    /// The socket each packet leaves from.
+    via: [u8; TX_BATCH],
+    /// Scratch: the packets in send order (grouped by socket) and their
+    /// addresses in that order.
+    order: [usize; TX_BATCH],
+    sorted_addrs: Vec<Option<SockaddrStorage>>,
     n: usize,
     hdrs: Headers,
 }
@@ -144,12 +181,15 @@ impl TxBatch {
             bufs: vec![0; TX_BATCH * TX_STRIDE],
             lens: [0; TX_BATCH],
             addrs: vec![None; TX_BATCH],
+            via: [0; TX_BATCH],
+            order: [0; TX_BATCH],
+            sorted_addrs: vec![None; TX_BATCH],
             n: 0,
             hdrs: Headers::new(TX_BATCH),
         }
     }
 
-    /// The buffer for the next packet (call [`TxBatch::commit`] to keep it).
+    /// The buffer for the next packet (call [`TxBatch::commit_via`] to keep it).
     /// The batch must not be full.
     pub(crate) fn slot(&mut self) -> &mut [u8] {
         let at = self.n * TX_STRIDE;
@@ -157,9 +197,12 @@ impl TxBatch {
     }
 
     /// Keep the first `len` bytes of the slot, bound for `dst`.
-    pub(crate) fn commit(&mut self, len: usize, dst: SocketAddr) {
+    /// Leaving from socket `via` of the port (clamped to the sockets it has
+    /// when flushed).
+    pub(crate) fn commit_via(&mut self, len: usize, dst: SocketAddr, via: usize) {
         self.lens[self.n] = len;
         self.addrs[self.n] = Some(SockaddrStorage::from(dst));
+        self.via[self.n] = u8::try_from(via).unwrap_or(u8::MAX);
         self.n += 1;
     }
 
@@ -171,22 +214,61 @@ impl TxBatch {
     /// Send what is queued; returns (packets, bytes) handed to the kernel.
     /// A packet the kernel refuses is lost, as on a wire.
     pub(crate) fn flush(&mut self, port: &UdpPort) -> (u64, u64) {
+        let n = self.n;
+        if n == 0 {
+            return (0, 0);
+        }
+        let socks = port.socks.len().max(1);
+        for i in 0..n {
+            self.via[i] = self.via[i].min((socks - 1) as u8);
+            self.order[i] = i;
+        }
+        // Group by socket; within a socket keep the order of posting.
+        let via = self.via;
+        self.order[..n].sort_unstable_by_key(|&i| (via[i], i));
+        for k in 0..n {
+            self.sorted_addrs[k] = self.addrs[self.order[k]];
+        }
         let (mut pkts, mut bytes) = (0u64, 0u64);
-        let mut start = 0;
-        while start < self.n {
-            let n = self.n;
+        let mut run = 0;
+        while run < n {
+            let s = via[self.order[run]];
+            let mut end = run;
+            while end < n && via[self.order[end]] == s {
+                end += 1;
+            }
+            let (p, b) = self.send_run(port, usize::from(s), run, end);
+            pkts += p;
+            bytes += b;
+            run = end;
+        }
+        self.n = 0;
+        (pkts, bytes)
+    }
+
+    /// `sendmmsg` the packets `order[start..end]` from socket `s`.
+    fn send_run(&mut self, port: &UdpPort, s: usize, mut start: usize, end: usize) -> (u64, u64) {
+        let (mut pkts, mut bytes) = (0u64, 0u64);
+        let fd = port.socks[s].as_raw_fd();
+        while start < end {
             let res = {
-                let mut chunks = self.bufs.chunks_exact(TX_STRIDE);
+                let bufs = &self.bufs;
                 let lens = &self.lens;
-                let iovs: [[IoSlice<'_>; 1]; TX_BATCH] = std::array::from_fn(|i| {
-                    let c = chunks.next().unwrap_or(&[]);
-                    [IoSlice::new(&c[..lens[i].min(c.len())])]
+                let order = &self.order;
+                let iovs: [[IoSlice<'_>; 1]; TX_BATCH] = std::array::from_fn(|k| {
+                    if k < end {
+                        let i = order[k];
+                        let at = i * TX_STRIDE;
+                        [IoSlice::new(&bufs[at..at + lens[i].min(TX_STRIDE)])]
+                    } else {
+                        [IoSlice::new(&[])]
+                    }
                 });
                 socket::sendmmsg(
-                    port.sock.as_raw_fd(),
+                    fd,
                     self.hdrs.get(),
-                    iovs[start..n].iter(),
-                    &self.addrs[start..n],
+                    iovs[start..end].iter(),
+                    &self.sorted_addrs[start..end],
                     [],
                     MsgFlags::empty(),
                 )
@@ -194,9 +276,9 @@ impl TxBatch {
             };
             match res {
                 Ok(sent) if sent > 0 => {
-                    for i in start..start + sent {
+                    for k in start..start + sent {
                         pkts += 1;
-                        bytes += self.lens[i] as u64;
+                        bytes += self.lens[self.order[k]] as u64;
                     }
                     start += sent;
                 }
@@ -205,7 +287,6 @@ impl TxBatch {
                 _ => start += 1,
             }
         }
-        self.n = 0;
         (pkts, bytes)
     }
 }
@@ -241,7 +322,7 @@ impl RxBatch {
         let mut iovs: [[IoSliceMut<'_>; 1]; RX_BATCH] =
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
         let res = socket::recvmmsg(
-            port.sock.as_raw_fd(),
+            port.socks[0].as_raw_fd(),
             self.hdrs.get(),
             iovs.iter_mut(),
             MsgFlags::MSG_WAITFORONE,

@@ -1,0 +1,711 @@
+//! The `srd` device (issue 7): SRD QPs created through the driver
+//! namespace of the uAPI, on real UDP sockets, between devices of one
+//! process on loopback addresses; and, as root, across two network
+//! namespaces joined by a veth pair with `tc netem` loss.
+//!
+//! Each test uses its own addresses in 127.0.5.0/24, so they run in
+//! parallel and clash with no other test.
+
+#![allow(clippy::disallowed_methods)] // tests measure and wait with the wall clock
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use softverbs_core::driver::{AhAttr, Driver, Wc};
+use softverbs_core::efa::{EfaDeviceAttr, QP_FLAGS_UNSOLICITED_WRITE_RECV};
+use softverbs_core::mem::{Backing, MemBlock};
+use softverbs_core::{Device, ModifyAttrs, MrRef, Owner, QpCreate, QpRef, Ucontext, VerbsError};
+use softverbs_devices::{DeviceConfig, DeviceKind, SoftDevice};
+use softverbs_transport::{Access, Mtu, QpState, QpType, RecvWr, SendWr, Sge, WcOpcode, WcStatus};
+use softverbs_wire::Gid;
+
+const QKEY: u32 = 0x1111_1111;
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 5, last))
+}
+
+/// One side: device, context, PD, CQ, one MR over a block.
+struct Side {
+    dev: Arc<SoftDevice>,
+    uctx: Arc<Ucontext>,
+    pd: softverbs_core::PdRef,
+    cq: softverbs_core::CqRef,
+    block: Arc<MemBlock>,
+    mr: MrRef,
+    gid: Gid,
+}
+
+impl Side {
+    fn new(name: &str, cfg: DeviceConfig, mem: usize) -> Side {
+        let dev = Arc::new(softverbs_devices::open_device(cfg));
+        Self::on(name, dev, mem)
+    }
+
+    fn on(_name: &str, dev: Arc<SoftDevice>, mem: usize) -> Side {
+        let uctx = Device::new(dev.clone() as Arc<dyn Driver>)
+            .open(Owner::this_process())
+            .unwrap();
+        let pd = uctx.alloc_pd().unwrap();
+        let cq = uctx.create_cq(4096, None).unwrap();
+        let block = Arc::new(MemBlock::new(mem));
+        let mr = uctx
+            .reg_mr(
+                pd.handle,
+                Backing::Block(block.clone()),
+                Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
+            )
+            .unwrap();
+        let gid = dev.gids(1).unwrap()[1];
+        Side {
+            dev,
+            uctx,
+            pd,
+            cq,
+            block,
+            mr,
+            gid,
+        }
+    }
+
+    fn srd_qp(&self, flags: u64) -> QpRef {
+        let qp = self
+            .uctx
+            .efa_create_srd_qp(self.pd.handle, &self.create_req(QpType::Ud), flags)
+            .unwrap();
+        self.ready(&qp);
+        qp
+    }
+
+    fn create_req(&self, t: QpType) -> QpCreate {
+        QpCreate {
+            qp_type: t,
+            send_cq: self.cq.handle,
+            recv_cq: self.cq.handle,
+            srq: None,
+            max_send_wr: 1024,
+            max_recv_wr: 1024,
+            max_send_sge: 1,
+            max_recv_sge: 1,
+            max_inline_data: 0,
+            sq_sig_all: false,
+        }
+    }
+
+    /// RESET → INIT → RTR → RTS with UD's attributes.
+    fn ready(&self, qp: &QpRef) {
+        let m = |a: ModifyAttrs| self.uctx.modify_qp(qp.handle, &a).unwrap();
+        m(ModifyAttrs {
+            qp_state: Some(QpState::Init),
+            pkey_index: Some(0),
+            port_num: Some(1),
+            qkey: Some(QKEY),
+            ..Default::default()
+        });
+        m(ModifyAttrs {
+            qp_state: Some(QpState::Rtr),
+            ..Default::default()
+        });
+        m(ModifyAttrs {
+            qp_state: Some(QpState::Rts),
+            sq_psn: Some(0),
+            ..Default::default()
+        });
+    }
+
+    fn ah_to(&self, peer: &Side) -> AhAttr {
+        let attr = AhAttr {
+            dgid: peer.gid,
+            sgid_index: 1,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            sl: 0,
+            port: 1,
+        };
+        self.uctx.create_ah(self.pd.handle, attr).unwrap();
+        attr
+    }
+
+    fn sge(&self, off: u64, len: u32) -> Sge {
+        Sge {
+            addr: self.mr.addr + off,
+            length: len,
+            lkey: self.mr.lkey,
+        }
+    }
+
+    fn post_send(&self, qp: &QpRef, wr: SendWr) {
+        self.dev.post_send(qp.qpn, wr).unwrap();
+    }
+
+    fn post_recv(&self, qp: &QpRef, wr_id: u64, off: u64, len: u32) {
+        self.dev
+            .post_recv(qp.qpn, RecvWr::new(wr_id, self.sge(off, len)))
+            .unwrap();
+    }
+
+    /// Wait for `n` completions.
+    fn wait(&self, n: usize, timeout: Duration) -> Vec<Wc> {
+        let end = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n {
+            self.dev
+                .poll_cq(self.cq.id, n - out.len(), &mut out)
+                .unwrap();
+            if Instant::now() > end {
+                panic!(
+                    "{}: {} of {n} completions after {timeout:?}: {out:?}; counters {:?}",
+                    self.dev.name(),
+                    out.len(),
+                    self.dev.srd_counters()
+                );
+            }
+            std::thread::yield_now();
+        }
+        out
+    }
+
+    fn fill(&self, off: usize, len: usize, seed: u8) -> Vec<u8> {
+        let data: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
+        self.block.write(off, &data).unwrap();
+        data
+    }
+
+    fn read(&self, off: usize, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        self.block.read(off, &mut v).unwrap();
+        v
+    }
+}
+
+fn srd_cfg(name: &str, last: u8) -> DeviceConfig {
+    DeviceConfig::new(name, DeviceKind::Srd, ip(last)).with_mtu(Mtu::Mtu4096)
+}
+
+const SEC5: Duration = Duration::from_secs(5);
+
+#[test]
+fn send_write_read_between_two_srd_devices() {
+    let a = Side::new("efa_a", srd_cfg("efa_a", 1), 1 << 20);
+    let b = Side::new("efa_b", srd_cfg("efa_b", 2), 1 << 20);
+    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
+    let ah = a.ah_to(&b);
+    let to_b = softverbs_transport::UdDest {
+        dgid: ah.dgid,
+        remote_qpn: qb.qpn,
+        remote_qkey: QKEY,
+    };
+
+    // SEND and SEND with immediate (≤ one MTU).
+    b.post_recv(&qb, 1, 0, 4096);
+    b.post_recv(&qb, 2, 4096, 4096);
+    let m1 = a.fill(0, 4000, 1);
+    let m2 = a.fill(4096, 100, 2);
+    a.post_send(&qa, SendWr::send(10, a.sge(0, 4000)).to(to_b).signaled());
+    a.post_send(
+        &qa,
+        SendWr::send_with_imm(11, a.sge(4096, 100), 0xabcd)
+            .to(to_b)
+            .signaled(),
+    );
+    // Unordered: either receive WQE may take either message.
+    let mut rx = b.wait(2, SEC5);
+    rx.sort_by_key(|w| std::cmp::Reverse(w.byte_len));
+    assert!(rx.iter().all(|w| w.status == WcStatus::Success), "{rx:?}");
+    assert_eq!(
+        (rx[0].byte_len, rx[0].src_qp, rx[0].imm),
+        (4000, qa.qpn, None)
+    );
+    assert_eq!((rx[1].byte_len, rx[1].imm), (100, Some(0xabcd)));
+    assert_eq!(rx[0].opcode, WcOpcode::Recv);
+    let at = |w: &Wc| (w.wr_id as usize - 1) * 4096;
+    assert!(b.read(at(&rx[0]), 4000) == m1);
+    assert!(b.read(at(&rx[1]), 100) == m2);
+    let tx = a.wait(2, SEC5);
+    assert!(tx
+        .iter()
+        .all(|w| w.status == WcStatus::Success && w.opcode == WcOpcode::Send));
+
+    // RDMA WRITE of 300 KB (75 packets), then WRITE with immediate, which
+    // consumes a receive WQE at B.
+    let len = 300 * 1024;
+    let w = a.fill(8192, len, 3);
+    a.post_send(
+        &qa,
+        SendWr::write(20, a.sge(8192, len as u32), b.mr.addr + 8192, b.mr.rkey)
+            .to(to_b)
+            .signaled(),
+    );
+    let tx = a.wait(1, SEC5);
+    assert_eq!(
+        (tx[0].wr_id, tx[0].status, tx[0].opcode),
+        (20, WcStatus::Success, WcOpcode::RdmaWrite)
+    );
+    assert_eq!(b.read(8192, len), w);
+    b.post_recv(&qb, 3, 0, 0);
+    let w2 = a.fill(512 * 1024, 10_000, 4);
+    a.post_send(
+        &qa,
+        SendWr::write_with_imm(
+            21,
+            a.sge(512 * 1024, 10_000),
+            b.mr.addr + 512 * 1024,
+            b.mr.rkey,
+            7,
+        )
+        .to(to_b)
+        .signaled(),
+    );
+    let rx = b.wait(1, SEC5);
+    assert_eq!(
+        (rx[0].wr_id, rx[0].opcode, rx[0].imm, rx[0].status),
+        (3, WcOpcode::RecvRdmaWithImm, Some(7), WcStatus::Success)
+    );
+    assert_eq!(b.read(512 * 1024, 10_000), w2);
+    a.wait(1, SEC5);
+
+    // RDMA READ of 200 KB from B.
+    let r = b.fill(700 * 1024, 200 * 1024, 5);
+    a.post_send(
+        &qa,
+        SendWr::read(
+            30,
+            a.sge(700 * 1024, 200 * 1024),
+            b.mr.addr + 700 * 1024,
+            b.mr.rkey,
+        )
+        .to(to_b)
+        .signaled(),
+    );
+    let tx = a.wait(1, SEC5);
+    assert_eq!(
+        (tx[0].wr_id, tx[0].status, tx[0].opcode, tx[0].byte_len),
+        (30, WcStatus::Success, WcOpcode::RdmaRead, 200 * 1024)
+    );
+    assert_eq!(a.read(700 * 1024, 200 * 1024), r);
+
+    // A bad rkey comes back as EFA reports it.
+    a.post_send(
+        &qa,
+        SendWr::write(31, a.sge(0, 64), b.mr.addr, b.mr.rkey ^ 0xff00)
+            .to(to_b)
+            .signaled(),
+    );
+    let tx = a.wait(1, SEC5);
+    assert_eq!(tx[0].status, WcStatus::RemAccessErr);
+
+    // One delivery context per peer, whatever the QPs: A opened one.
+    let ca = a.dev.srd_counters().unwrap();
+    assert_eq!(ca.pdcs_opened, 1, "{ca:?}");
+    // The device's sockets: the UET port and 8 path ports, plus UD's 4791.
+    let bound = a.dev.bound_addrs();
+    assert_eq!(bound[0][0].port(), 4793);
+    assert_eq!(bound[0].len(), 9);
+    assert_eq!(bound[0][1].port(), 49152);
+    assert_eq!(bound[1][0].port(), 4791);
+}
+
+#[test]
+fn unsolicited_write_with_imm_needs_no_receive() {
+    let a = Side::new("efa_c", srd_cfg("efa_c", 3), 1 << 16);
+    let b = Side::new("efa_d", srd_cfg("efa_d", 4), 1 << 16);
+    let attr = b.uctx.efa_query_device().unwrap();
+    assert!(attr.has(EfaDeviceAttr::CAPS_UNSOLICITED_WRITE_RECV));
+    let qa = a.srd_qp(0);
+    let qb = b.srd_qp(QP_FLAGS_UNSOLICITED_WRITE_RECV);
+    let ah = a.ah_to(&b);
+    let data = a.fill(0, 5000, 9);
+    a.post_send(
+        &qa,
+        SendWr::write_with_imm(1, a.sge(0, 5000), b.mr.addr + 100, b.mr.rkey, 0x55)
+            .to(softverbs_transport::UdDest {
+                dgid: ah.dgid,
+                remote_qpn: qb.qpn,
+                remote_qkey: QKEY,
+            })
+            .signaled(),
+    );
+    let rx = b.wait(1, SEC5);
+    assert_eq!(
+        (rx[0].wr_id, rx[0].opcode, rx[0].imm, rx[0].src_qp),
+        (0, WcOpcode::RecvRdmaWithImm, Some(0x55), qa.qpn)
+    );
+    assert_eq!(b.read(100, 5000), data);
+    assert_eq!(a.wait(1, SEC5)[0].status, WcStatus::Success);
+}
+
+#[test]
+fn one_srd_qp_reaches_two_peers() {
+    let a = Side::new("efa_e", srd_cfg("efa_e", 5), 1 << 16);
+    let b = Side::new("efa_f", srd_cfg("efa_f", 6), 1 << 16);
+    let c = Side::new("efa_g", srd_cfg("efa_g", 7), 1 << 16);
+    let qa = a.srd_qp(0);
+    let (qb, qc) = (b.srd_qp(0), c.srd_qp(0));
+    let (ab, ac) = (a.ah_to(&b), a.ah_to(&c));
+    for (peer, q, ah, seed) in [(&b, &qb, ab, 1u8), (&c, &qc, ac, 2)] {
+        peer.post_recv(q, u64::from(seed), 0, 2048);
+        let d = a.fill(usize::from(seed) * 4096, 2000, seed);
+        a.post_send(
+            &qa,
+            SendWr::send(u64::from(seed), a.sge(u64::from(seed) * 4096, 2000))
+                .to(softverbs_transport::UdDest {
+                    dgid: ah.dgid,
+                    remote_qpn: q.qpn,
+                    remote_qkey: QKEY,
+                })
+                .signaled(),
+        );
+        let rx = peer.wait(1, SEC5);
+        assert_eq!((rx[0].status, rx[0].src_qp), (WcStatus::Success, qa.qpn));
+        assert_eq!(peer.read(0, 2000), d);
+    }
+    assert_eq!(a.wait(2, SEC5).len(), 2);
+    // Two peers: two initiator contexts at A, one for its single QP each.
+    assert_eq!(a.dev.srd_counters().unwrap().pdcs_opened, 2);
+}
+
+#[test]
+fn rc_and_uc_are_refused_up_front() {
+    let a = Side::new("efa_h", srd_cfg("efa_h", 8), 4096);
+    for t in [QpType::Rc, QpType::Uc] {
+        let e = a.uctx.create_qp(a.pd.handle, &a.create_req(t)).unwrap_err();
+        assert!(matches!(e, VerbsError::Unsupported { .. }), "{e:?}");
+        let msg = e.to_string();
+        let name = if t == QpType::Rc { "RC" } else { "UC" };
+        assert!(
+            msg.contains(name) && msg.contains("UD, SRD") && msg.contains("efa_h"),
+            "{msg}"
+        );
+    }
+    // Atomics are refused at post time with the operation named.
+    let qp = a.srd_qp(0);
+    let e = a
+        .dev
+        .post_send(
+            qp.qpn,
+            SendWr::fetch_add(1, a.sge(0, 8), a.mr.addr, a.mr.rkey, 1),
+        )
+        .unwrap_err();
+    assert!(matches!(e, VerbsError::Unsupported { .. }), "{e:?}");
+    // UD works (RoCEv2 UD on the same address).
+    let ud = a.uctx.create_qp(a.pd.handle, &a.create_req(QpType::Ud));
+    assert!(ud.is_ok(), "{ud:?}");
+}
+
+#[test]
+fn srd_is_refused_on_an_rxe_device() {
+    let cfg = DeviceConfig::new("rxe_s", DeviceKind::Rxe, ip(9)).with_port(47911);
+    let a = Side::new("rxe_s", cfg, 4096);
+    let e = a
+        .uctx
+        .efa_create_srd_qp(a.pd.handle, &a.create_req(QpType::Ud), 0)
+        .unwrap_err();
+    assert!(matches!(e, VerbsError::Unsupported { .. }), "{e:?}");
+    assert!(e.to_string().contains("SRD"), "{e}");
+    let e = a.uctx.efa_query_device().unwrap_err();
+    assert!(matches!(e, VerbsError::Unsupported { .. }), "{e:?}");
+}
+
+/// What a storage-like ULP does first: RC if there is RC, else SRD with
+/// RDMA READ and WRITE, else refuse, naming what is missing.
+fn pick_transport(uctx: &Ucontext) -> Result<&'static str, String> {
+    let caps = uctx.query_device().map_err(|e| e.to_string())?;
+    if caps.qp_types.rc {
+        return Ok("RC");
+    }
+    if caps.qp_types.srd {
+        let efa = uctx.efa_query_device().map_err(|e| e.to_string())?;
+        let need = EfaDeviceAttr::CAPS_RDMA_READ | EfaDeviceAttr::CAPS_RDMA_WRITE;
+        if efa.has(need) && efa.max_rdma_size >= 1 << 20 {
+            return Ok("SRD");
+        }
+        return Err(format!(
+            "{}: SRD without RDMA READ/WRITE (it has {:?})",
+            uctx.device().name(),
+            efa.cap_names()
+        ));
+    }
+    Err(format!(
+        "{}: needs RC or SRD (it offers {})",
+        uctx.device().name(),
+        caps.qp_types.names().join(", ")
+    ))
+}
+
+#[test]
+fn ulp_capability_check() {
+    let a = Side::new("efa_i", srd_cfg("efa_i", 10), 4096);
+    assert_eq!(pick_transport(&a.uctx), Ok("SRD"));
+    let attr = a.uctx.efa_query_device().unwrap();
+    assert_eq!(
+        attr.cap_names(),
+        [
+            "RDMA_READ",
+            "RNR_RETRY",
+            "RDMA_WRITE",
+            "UNSOLICITED_WRITE_RECV"
+        ]
+    );
+    assert_eq!(attr.max_rdma_size, 1 << 30);
+    assert_eq!(attr.inline_buf_size, 32);
+    let ud = DeviceConfig::new("ud_i", DeviceKind::UdOnly, ip(11)).with_port(47912);
+    let u = Side::new("ud_i", ud, 4096);
+    let e = pick_transport(&u.uctx).unwrap_err();
+    assert!(
+        e.contains("needs RC or SRD") && e.contains("offers UD"),
+        "{e}"
+    );
+}
+
+// ---- loss between network namespaces ----------------------------------------
+
+mod netns {
+    use std::process::Command;
+
+    pub const NS_A: &str = "svsrd_a";
+    pub const NS_B: &str = "svsrd_b";
+
+    fn sh(args: &[&str]) -> Result<(), String> {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Two namespaces joined by a veth pair (10.77.0.1 – 10.77.0.2), with
+    /// `loss_pct` % random loss leaving each end: `tc netem`, or where the
+    /// kernel lacks `sch_netem`, an nftables rule dropping that share of
+    /// UDP packets at random (`numgen random`). Removed on drop.
+    pub struct Pair {
+        pub how: &'static str,
+    }
+
+    impl Pair {
+        pub fn new(loss_pct: u32) -> Result<Pair, String> {
+            let _ = sh(&["ip", "netns", "del", NS_A]);
+            let _ = sh(&["ip", "netns", "del", NS_B]);
+            let mut p = Pair { how: "tc netem" };
+            let loss = format!("{loss_pct}%");
+            let nft_rule = format!(
+                "add rule inet svsrd out meta l4proto udp numgen random mod 100 < {loss_pct} drop"
+            );
+            sh(&["ip", "netns", "add", NS_A])?;
+            sh(&["ip", "netns", "add", NS_B])?;
+            sh(&[
+                "ip", "link", "add", "svsrd0", "netns", NS_A, "type", "veth", "peer", "name",
+                "svsrd1", "netns", NS_B,
+            ])?;
+            for (ns, dev, addr) in [
+                (NS_A, "svsrd0", "10.77.0.1/24"),
+                (NS_B, "svsrd1", "10.77.0.2/24"),
+            ] {
+                sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])?;
+                sh(&["ip", "-n", ns, "link", "set", dev, "mtu", "9000", "up"])?;
+                sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+                let netem = sh(&[
+                    "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "loss", &loss,
+                ]);
+                if netem.is_err() {
+                    p.how = "nftables numgen random drop (no sch_netem in this kernel)";
+                    let nft = |cmd: &str| {
+                        let mut a = vec!["ip", "netns", "exec", ns, "nft"];
+                        a.extend(cmd.split(' '));
+                        sh(&a)
+                    };
+                    nft("add table inet svsrd")?;
+                    sh(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "nft",
+                        "add",
+                        "chain",
+                        "inet",
+                        "svsrd",
+                        "out",
+                        "{ type filter hook output priority 0 ; }",
+                    ])?;
+                    nft(&nft_rule)?;
+                }
+            }
+            Ok(p)
+        }
+    }
+
+    impl Drop for Pair {
+        fn drop(&mut self) {
+            let _ = sh(&["ip", "netns", "del", NS_A]);
+            let _ = sh(&["ip", "netns", "del", NS_B]);
+        }
+    }
+
+    /// Run `f` on a thread inside namespace `ns` (sockets it creates, and
+    /// threads it starts, live there).
+    pub fn within<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {path}: {e}"))?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| "namespace thread panicked".to_string())?
+    }
+}
+
+/// SRD across two namespaces with 2% random loss on each direction of the
+/// veth: every completion succeeds and every byte arrives.
+#[test]
+fn srd_under_netem_loss_between_namespaces() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: srd_under_netem_loss_between_namespaces needs root (ip netns, tc)");
+        return;
+    }
+    let pair = match netns::Pair::new(2) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipped: cannot build the namespaces: {e}");
+            return;
+        }
+    };
+    let mk = |name: &'static str, addr: [u8; 4]| {
+        let cfg = DeviceConfig::new(name, DeviceKind::Srd, IpAddr::V4(Ipv4Addr::from(addr)))
+            .with_mtu(Mtu::Mtu4096);
+        let dev = Arc::new(softverbs_devices::open_device(cfg));
+        let d2 = dev.clone();
+        let ns = if addr[3] == 1 {
+            netns::NS_A
+        } else {
+            netns::NS_B
+        };
+        netns::within(ns, move || d2.open().map_err(|e| e.to_string()))
+            .and_then(|r| r)
+            .map(|_| dev)
+    };
+    let (da, db) = match (mk("efa_na", [10, 77, 0, 1]), mk("efa_nb", [10, 77, 0, 2])) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            eprintln!(
+                "skipped: cannot open the devices in the namespaces: {:?} {:?}",
+                a.err(),
+                b.err()
+            );
+            drop(pair);
+            return;
+        }
+    };
+    let a = Side::on("efa_na", da, 4 << 20);
+    let b = Side::on("efa_nb", db, 4 << 20);
+    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
+    let ah = a.ah_to(&b);
+    let to_b = softverbs_transport::UdDest {
+        dgid: ah.dgid,
+        remote_qpn: qb.qpn,
+        remote_qkey: QKEY,
+    };
+    let t0 = Instant::now();
+    // 200 SENDs of 4000 bytes, 64 WRITEs of 64 KiB, 16 READs of 64 KiB.
+    let sends = 200usize;
+    for i in 0..sends {
+        b.post_recv(&qb, i as u64, (i * 4096) as u64, 4096);
+    }
+    let mut expect_b = Vec::new();
+    for i in 0..sends {
+        let d = a.fill(i * 4096, 4000, i as u8);
+        expect_b.push(d);
+        a.post_send(
+            &qa,
+            SendWr::send(i as u64, a.sge((i * 4096) as u64, 4000))
+                .to(to_b)
+                .signaled(),
+        );
+    }
+    let writes = 32usize;
+    let wbase = 1 << 20;
+    let w = a.fill(wbase, writes * 65536, 77);
+    for i in 0..writes {
+        let off = (wbase + i * 65536) as u64;
+        a.post_send(
+            &qa,
+            SendWr::write(
+                1000 + i as u64,
+                a.sge(off, 65536),
+                b.mr.addr + off,
+                b.mr.rkey,
+            )
+            .to(to_b)
+            .signaled(),
+        );
+    }
+    let reads = 16usize;
+    let rbase = 3 << 20;
+    let r = b.fill(rbase, reads * 65536, 99);
+    for i in 0..reads {
+        let off = (rbase + i * 65536) as u64;
+        a.post_send(
+            &qa,
+            SendWr::read(
+                2000 + i as u64,
+                a.sge(off, 65536),
+                b.mr.addr + off,
+                b.mr.rkey,
+            )
+            .to(to_b)
+            .signaled(),
+        );
+    }
+    let tx = a.wait(sends + writes + reads, Duration::from_secs(60));
+    let rx = b.wait(sends, Duration::from_secs(60));
+    let el = t0.elapsed();
+    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
+    assert!(rx.iter().all(|w| w.status == WcStatus::Success), "{rx:?}");
+    // Unordered: a receive WQE takes whichever message arrives next. Each
+    // message starts with its index; every one arrives exactly once, intact.
+    let mut seen = vec![false; sends];
+    for w in &rx {
+        assert_eq!(w.byte_len, 4000);
+        let got = b.read(w.wr_id as usize * 4096, 4000);
+        let i = usize::from(got[0]);
+        assert!(i < sends && !seen[i], "message {i} twice or unknown");
+        seen[i] = true;
+        assert!(got == expect_b[i], "SEND {i} corrupted");
+    }
+    assert!(b.read(wbase, writes * 65536) == w, "WRITE data differs");
+    assert!(a.read(rbase, reads * 65536) == r, "READ data differs");
+    let ca = a.dev.srd_counters().unwrap();
+    let cb = b.dev.srd_counters().unwrap();
+    eprintln!(
+        "2% loss each way ({}): {} WRs in {el:?}; A retransmitted {} ({} fast, {} timeouts), B {}",
+        pair.how,
+        tx.len(),
+        ca.retransmitted_pkts,
+        ca.fast_retransmits,
+        ca.timeouts,
+        cb.retransmitted_pkts
+    );
+    assert!(
+        ca.retransmitted_pkts + cb.retransmitted_pkts > 0,
+        "2% loss but nothing retransmitted: {ca:?} {cb:?}"
+    );
+    drop(a);
+    drop(b);
+    drop(pair);
+}
