@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod decode;
 mod demo;
+mod perftest;
+mod pingpong;
 mod rdma;
 mod sim;
 
@@ -55,6 +58,14 @@ enum Command {
     ///
     /// Example: softverbs sim --seed 7 --qps 4 --messages 200 --loss 0.1 --ops send,write,read,atomic
     Sim(sim::SimArgs),
+    /// rdma-core's ibv_{rc,uc,ud,srq}_pingpong: a message bounced between a
+    /// server (no host argument) and a client (with one); prints µs per
+    /// round trip. Same options, TCP exchange (port 18515) and output as the
+    /// real tools, so either side can be one of them.
+    ///
+    /// Example: softverbs pingpong rc -d rxe1 -g 1 & softverbs pingpong rc -d rxe0 -g 1 127.0.0.2
+    #[command(subcommand)]
+    Pingpong(pingpong::args::PingpongCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +78,7 @@ fn main() -> ExitCode {
         Command::Stat(args) => rdma::stat(args),
         Command::Decode(args) => decode::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Pingpong(cmd) => bench::pingpong::run(cmd),
     };
     match result {
         Ok(code) => code,
