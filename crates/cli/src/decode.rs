@@ -5,6 +5,8 @@
 //! Link types: Ethernet (with VLAN tags), Linux cooked v1/v2 (`tcpdump -i
 //! any`), raw IP and BSD loopback. A frame is RoCEv2 when it is complete,
 //! unfragmented UDP to port 4791; every other frame is counted as skipped.
+//! UDP to port 4793 is decoded as UET (the `srd` device's wire) by
+//! `decode_uet`, listed after the RoCEv2 packets.
 
 use anyhow::Context;
 use serde_json::{json, Map, Value};
@@ -15,6 +17,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[path = "decode_uet.rs"]
+mod decode_uet;
 
 /// Arguments of `softverbs decode`.
 #[derive(clap::Args, Debug)]
@@ -81,6 +86,8 @@ struct Decoded {
     icrc_bad: usize,
     malformed: usize,
     read_error: Option<String>,
+    /// UDP to port 4793.
+    uet: Vec<decode_uet::UetLine>,
 }
 
 fn decode(bytes: &[u8]) -> anyhow::Result<Decoded> {
@@ -93,7 +100,10 @@ fn decode(bytes: &[u8]) -> anyhow::Result<Decoded> {
     let t0 = frames.first().map_or(0.0, |f| f.time());
     for fr in &frames {
         let Some(rf) = roce_from_frame(fr.linktype, fr.data) else {
-            d.non_roce += 1;
+            match decode_uet::from_frame(fr.no, fr.time() - t0, fr.linktype, fr.data) {
+                Some(u) => d.uet.push(u),
+                None => d.non_roce += 1,
+            }
             continue;
         };
         let line = decode_one(fr.no, fr.time() - t0, &rf);
@@ -303,14 +313,25 @@ fn write_text(out: &mut impl std::io::Write, d: &Decoded) -> std::io::Result<()>
     for l in &d.lines {
         writeln!(out, "{}", format_line(l))?;
     }
-    write!(out, "{}", summary_text(d))
+    for l in &d.uet {
+        writeln!(out, "{}", decode_uet::format_line(l))?;
+    }
+    write!(out, "{}", summary_text(d))?;
+    write!(out, "{}", decode_uet::summary_text(&d.uet))
 }
 
 fn write_json(out: &mut impl std::io::Write, d: &Decoded) -> std::io::Result<()> {
     for l in &d.lines {
         writeln!(out, "{}", line_json(l))?;
     }
-    writeln!(out, "{}", summary_json(d))
+    for l in &d.uet {
+        writeln!(out, "{}", decode_uet::line_json(l))?;
+    }
+    writeln!(out, "{}", summary_json(d))?;
+    if let Some(s) = decode_uet::summary_json(&d.uet) {
+        writeln!(out, "{s}")?;
+    }
+    Ok(())
 }
 
 /// A minimal in-memory pcap / pcapng frame reader over `pcap-parser`.
