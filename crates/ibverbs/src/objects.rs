@@ -1,0 +1,431 @@
+//! Protection domains, memory regions and address handles.
+
+#![allow(unsafe_code)] // C entry points (#[no_mangle]) and raw pointers from C
+
+use core::ffi::{c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use softverbs::{Access, Ah, AhAttr, Mr, Pd};
+
+use crate::context::ctx_ref;
+use crate::sys;
+use crate::util::{gid_from_c, null, report, EBUSY, EINVAL, EOPNOTSUPP};
+
+const PD_MAGIC: u64 = 0x736f_6674_7064_3031;
+const MR_MAGIC: u64 = 0x736f_6674_6d72_3031;
+const AH_MAGIC: u64 = 0x736f_6674_6168_3031;
+
+/// A protection domain.
+#[repr(C)]
+pub(crate) struct PdBox {
+    pub c: sys::ibv_pd,
+    magic: u64,
+    pub pd: Pd,
+    /// MRs, QPs, SRQs and AHs created in it and not yet destroyed.
+    pub users: AtomicUsize,
+}
+
+/// A memory region.
+#[repr(C)]
+pub(crate) struct MrBox {
+    pub c: sys::ibv_mr,
+    magic: u64,
+    mr: Mr,
+    pd: *const PdBox,
+}
+
+/// An address handle.
+#[repr(C)]
+pub(crate) struct AhBox {
+    pub c: sys::ibv_ah,
+    magic: u64,
+    pub ah: Ah,
+    pd: *const PdBox,
+}
+
+/// Recover a box from the pointer to its first field, checking its magic.
+macro_rules! box_ref {
+    ($fn:ident, $cty:ty, $box:ty, $magic:expr) => {
+        pub(crate) fn $fn<'a>(p: *mut $cty) -> Option<&'a $box> {
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: the C struct is the first field of the #[repr(C)] box we
+            // handed out; the magic check rejects (most) foreign pointers.
+            let b = unsafe { &*p.cast::<$box>() };
+            (b.magic == $magic).then_some(b)
+        }
+    };
+}
+pub(crate) use box_ref;
+
+box_ref!(pd_ref, sys::ibv_pd, PdBox, PD_MAGIC);
+box_ref!(mr_ref, sys::ibv_mr, MrBox, MR_MAGIC);
+box_ref!(ah_ref, sys::ibv_ah, AhBox, AH_MAGIC);
+
+/// Free a box, clearing its magic first so a stale pointer is refused.
+macro_rules! free_box {
+    ($b:expr, $box:ty) => {{
+        let p = ($b as *const $box).cast_mut();
+        // SAFETY: allocated with Box::new by the matching create call and
+        // freed once (the magic is cleared before the memory goes).
+        unsafe {
+            (*p).magic = 0;
+            drop(Box::from_raw(p));
+        }
+    }};
+}
+pub(crate) use free_box;
+
+/// `ibv_alloc_pd`.
+///
+/// # Safety
+/// `context` came from `ibv_open_device`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_alloc_pd(context: *mut sys::ibv_context) -> *mut sys::ibv_pd {
+    let Some(cb) = ctx_ref(context) else {
+        return null(EINVAL);
+    };
+    match cb.ctx.alloc_pd() {
+        Ok(pd) => Box::into_raw(Box::new(PdBox {
+            c: sys::ibv_pd { context, handle: 0 },
+            magic: PD_MAGIC,
+            pd,
+            users: AtomicUsize::new(0),
+        }))
+        .cast(),
+        Err(e) => null(report("ibv_alloc_pd", &e)),
+    }
+}
+
+/// `ibv_dealloc_pd`: 0, or `EBUSY` while objects use it.
+///
+/// # Safety
+/// `pd` came from `ibv_alloc_pd`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_dealloc_pd(pd: *mut sys::ibv_pd) -> c_int {
+    let Some(b) = pd_ref(pd) else {
+        return EINVAL;
+    };
+    if b.users.load(Ordering::Acquire) != 0 {
+        return EBUSY;
+    }
+    free_box!(b, PdBox);
+    0
+}
+
+/// The access flags softverbs understands, from `ibv_access_flags`; the
+/// optional range (`IBV_ACCESS_OPTIONAL_RANGE`) is dropped, as libibverbs
+/// does for a device that does not support those bits.
+pub(crate) fn access_from_c(access: c_uint) -> Result<Access, c_int> {
+    // IBV_ACCESS_OPTIONAL_RANGE: bits 20..=29 (a macro bindgen cannot see).
+    const OPTIONAL_RANGE: c_uint = 0x3ff0_0000;
+    let a = access & !OPTIONAL_RANGE & !(sys::IBV_ACCESS_HUGETLB as c_uint);
+    if a & !0x1f != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    Ok(Access(a))
+}
+
+fn reg_mr(
+    pd: *mut sys::ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    iova: u64,
+    access: c_uint,
+) -> *mut sys::ibv_mr {
+    let Some(pb) = pd_ref(pd) else {
+        return null(EINVAL);
+    };
+    if addr.is_null() && length != 0 {
+        return null(EINVAL);
+    }
+    if iova != addr as u64 {
+        // softverbs regions are addressed by their virtual address.
+        return null(EOPNOTSUPP);
+    }
+    let access = match access_from_c(access) {
+        Ok(a) => a,
+        Err(e) => return null(e),
+    };
+    // SAFETY: the C caller owns the memory and keeps it valid until
+    // ibv_dereg_mr, as libibverbs requires of it.
+    let mr = match unsafe { pb.pd.reg_mr_raw(addr.cast(), length, access) } {
+        Ok(m) => m,
+        Err(e) => return null(report("ibv_reg_mr", &e)),
+    };
+    pb.users.fetch_add(1, Ordering::AcqRel);
+    let c = sys::ibv_mr {
+        context: pb.c.context,
+        pd,
+        addr,
+        length: length as sys::size_t,
+        handle: mr.lkey(),
+        lkey: mr.lkey(),
+        rkey: mr.rkey(),
+    };
+    Box::into_raw(Box::new(MrBox {
+        c,
+        magic: MR_MAGIC,
+        mr,
+        pd: pb,
+    }))
+    .cast()
+}
+
+/// `ibv_reg_mr`: register memory the caller owns.
+///
+/// # Safety
+/// `pd` came from `ibv_alloc_pd`; `length` bytes at `addr` stay valid until
+/// `ibv_dereg_mr`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_reg_mr(
+    pd: *mut sys::ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    access: c_int,
+) -> *mut sys::ibv_mr {
+    reg_mr(pd, addr, length, addr as u64, access as c_uint)
+}
+
+/// `ibv_reg_mr_iova`: only `iova == addr` is supported (`EOPNOTSUPP` else).
+///
+/// # Safety
+/// As `ibv_reg_mr`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_reg_mr_iova(
+    pd: *mut sys::ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    iova: u64,
+    access: c_int,
+) -> *mut sys::ibv_mr {
+    reg_mr(pd, addr, length, iova, access as c_uint)
+}
+
+/// `ibv_reg_mr_iova2`: only `iova == addr` is supported (`EOPNOTSUPP` else).
+///
+/// # Safety
+/// As `ibv_reg_mr`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_reg_mr_iova2(
+    pd: *mut sys::ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    iova: u64,
+    access: c_uint,
+) -> *mut sys::ibv_mr {
+    reg_mr(pd, addr, length, iova, access)
+}
+
+/// `ibv_dereg_mr`: 0 or an errno.
+///
+/// # Safety
+/// `mr` came from `ibv_reg_mr`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_dereg_mr(mr: *mut sys::ibv_mr) -> c_int {
+    let Some(b) = mr_ref(mr) else {
+        return EINVAL;
+    };
+    // SAFETY: the PD outlives its regions (dealloc_pd refuses while in use).
+    unsafe { &*b.pd }.users.fetch_sub(1, Ordering::AcqRel);
+    free_box!(b, MrBox);
+    0
+}
+
+/// An `ibv_ah_attr` to softverbs's: RoCE needs a GRH (`is_global`).
+pub(crate) fn ah_attr_from_c(a: &sys::ibv_ah_attr) -> Result<AhAttr, c_int> {
+    if a.is_global == 0 {
+        return Err(EINVAL);
+    }
+    Ok(AhAttr {
+        dgid: gid_from_c(&a.grh.dgid),
+        sgid_index: a.grh.sgid_index,
+        hop_limit: a.grh.hop_limit,
+        traffic_class: a.grh.traffic_class,
+        flow_label: a.grh.flow_label,
+        sl: a.sl,
+        port: a.port_num,
+    })
+}
+
+/// softverbs's AH attributes to an `ibv_ah_attr`.
+pub(crate) fn ah_attr_to_c(a: &AhAttr) -> sys::ibv_ah_attr {
+    sys::ibv_ah_attr {
+        grh: sys::ibv_global_route {
+            dgid: crate::util::gid_to_c(&a.dgid),
+            flow_label: a.flow_label,
+            sgid_index: a.sgid_index,
+            hop_limit: a.hop_limit,
+            traffic_class: a.traffic_class,
+        },
+        sl: a.sl,
+        is_global: 1,
+        port_num: a.port,
+        ..Default::default()
+    }
+}
+
+/// `ibv_create_ah`.
+///
+/// # Safety
+/// `pd` came from `ibv_alloc_pd`; `attr` is readable.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_create_ah(
+    pd: *mut sys::ibv_pd,
+    attr: *mut sys::ibv_ah_attr,
+) -> *mut sys::ibv_ah {
+    let Some(pb) = pd_ref(pd) else {
+        return null(EINVAL);
+    };
+    if attr.is_null() {
+        return null(EINVAL);
+    }
+    // SAFETY: the caller passes a readable ibv_ah_attr.
+    let a = match ah_attr_from_c(unsafe { &*attr }) {
+        Ok(a) => a,
+        Err(e) => return null(e),
+    };
+    match pb.pd.create_ah(a) {
+        Ok(ah) => {
+            pb.users.fetch_add(1, Ordering::AcqRel);
+            Box::into_raw(Box::new(AhBox {
+                c: sys::ibv_ah {
+                    context: pb.c.context,
+                    pd,
+                    handle: 0,
+                },
+                magic: AH_MAGIC,
+                ah,
+                pd: pb,
+            }))
+            .cast()
+        }
+        Err(e) => null(report("ibv_create_ah", &e)),
+    }
+}
+
+/// `ibv_destroy_ah`: 0 or an errno.
+///
+/// # Safety
+/// `ah` came from `ibv_create_ah`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_destroy_ah(ah: *mut sys::ibv_ah) -> c_int {
+    let Some(b) = ah_ref(ah) else {
+        return EINVAL;
+    };
+    // SAFETY: the PD outlives its AHs (dealloc_pd refuses while in use).
+    unsafe { &*b.pd }.users.fetch_sub(1, Ordering::AcqRel);
+    free_box!(b, AhBox);
+    0
+}
+
+/// The GRH at the head of a UD receive buffer (40 bytes, IPv6 layout; for
+/// RoCEv2 over IPv4 the addresses are IPv4-mapped GIDs).
+fn grh_sgid_dgid(grh: &[u8; 40]) -> ([u8; 16], [u8; 16]) {
+    let mut s = [0u8; 16];
+    let mut d = [0u8; 16];
+    s.copy_from_slice(&grh[8..24]);
+    d.copy_from_slice(&grh[24..40]);
+    (s, d)
+}
+
+/// `ibv_init_ah_from_wc`: the AH attributes that answer a UD receive (its
+/// GRH names the sender). 0, or -1 with errno.
+///
+/// # Safety
+/// `context` came from `ibv_open_device`; `wc` and the 40-byte `grh` are
+/// readable; `ah_attr` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_init_ah_from_wc(
+    context: *mut sys::ibv_context,
+    port_num: u8,
+    wc: *mut sys::ibv_wc,
+    grh: *mut sys::ibv_grh,
+    ah_attr: *mut sys::ibv_ah_attr,
+) -> c_int {
+    let Some(cb) = ctx_ref(context) else {
+        return crate::util::minus_one(EINVAL);
+    };
+    if wc.is_null() || grh.is_null() || ah_attr.is_null() {
+        return crate::util::minus_one(EINVAL);
+    }
+    // SAFETY: the caller passes a readable wc and a 40-byte GRH.
+    let (wc, grh) = unsafe { (&*wc, &*grh.cast::<[u8; 40]>()) };
+    if wc.wc_flags & sys::IBV_WC_GRH as c_uint == 0 {
+        return crate::util::minus_one(EINVAL);
+    }
+    let (sgid, dgid) = grh_sgid_dgid(grh);
+    // The local GID the datagram was sent to gives our sgid_index.
+    let len = cb.ctx.query_port(port_num).map_or(0, |p| p.gid_tbl_len);
+    let Some(idx) = (0..len.min(256) as u16)
+        .find(|&i| cb.ctx.query_gid(port_num, i).is_ok_and(|g| g.0 == dgid))
+    else {
+        return crate::util::minus_one(crate::util::ENOENT);
+    };
+    let a = AhAttr {
+        dgid: softverbs::Gid(sgid),
+        sgid_index: idx as u8,
+        hop_limit: 0xff,
+        traffic_class: 0,
+        flow_label: 0,
+        sl: wc.sl,
+        port: port_num,
+    };
+    // SAFETY: the caller passes a writable ibv_ah_attr.
+    unsafe { ah_attr.write(ah_attr_to_c(&a)) };
+    0
+}
+
+/// `ibv_create_ah_from_wc`.
+///
+/// # Safety
+/// As `ibv_init_ah_from_wc`; `pd` came from `ibv_alloc_pd`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_create_ah_from_wc(
+    pd: *mut sys::ibv_pd,
+    wc: *mut sys::ibv_wc,
+    grh: *mut sys::ibv_grh,
+    port_num: u8,
+) -> *mut sys::ibv_ah {
+    let Some(pb) = pd_ref(pd) else {
+        return null(EINVAL);
+    };
+    let mut a = sys::ibv_ah_attr::default();
+    // SAFETY: forwarded from the caller.
+    if unsafe { ibv_init_ah_from_wc(pb.c.context, port_num, wc, grh, &mut a) } != 0 {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `a` is a valid ah_attr; `pd` is ours.
+    unsafe { ibv_create_ah(pd, &mut a) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_bits() {
+        assert_eq!(access_from_c(0x7).unwrap(), Access(0x7));
+        assert_eq!(access_from_c(0x7 | 1 << 20).unwrap(), Access(0x7));
+        assert_eq!(access_from_c(1 << 6), Err(EOPNOTSUPP));
+    }
+
+    #[test]
+    fn ah_attr_roundtrip_and_global_required() {
+        let mut c = sys::ibv_ah_attr {
+            is_global: 1,
+            port_num: 1,
+            ..Default::default()
+        };
+        c.grh.sgid_index = 1;
+        c.grh.hop_limit = 64;
+        c.grh.dgid.raw = [9; 16];
+        let a = ah_attr_from_c(&c).unwrap();
+        assert_eq!(a.dgid.0, [9; 16]);
+        let back = ah_attr_to_c(&a);
+        assert_eq!(back.grh.sgid_index, 1);
+        c.is_global = 0;
+        assert_eq!(ah_attr_from_c(&c), Err(EINVAL));
+    }
+}
