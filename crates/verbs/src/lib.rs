@@ -45,6 +45,7 @@ mod async_cq;
 mod context;
 mod cq;
 mod device;
+pub mod efa;
 mod mr;
 mod pd;
 mod qp;
