@@ -13,6 +13,7 @@
 //! - [`uapi`]: the typed object/method/attribute call framework (seed 004).
 
 mod abi;
+pub mod calls;
 pub mod caps;
 pub mod context;
 pub mod device;

@@ -1,0 +1,193 @@
+//! The typed verbs calls over any carrier of encoded uAPI calls: the
+//! daemon backend's client implements [`VerbsCalls::call_fds`] over its
+//! socket, and gets the same typed calls (and the same bytes) as the
+//! embedded [`crate::Ucontext`].
+
+use std::os::fd::OwnedFd;
+
+use softverbs_transport::Access;
+use softverbs_wire::Gid;
+
+use crate::abi::{self, Rd};
+use crate::caps::DeviceCaps;
+use crate::context::{CqRef, MrRef, PdRef, QpCreate, QpRef};
+use crate::driver::{PortAttr, QpInfo};
+use crate::error::{Result, VerbsError};
+use crate::objects::ids::*;
+use crate::qp_rules::ModifyAttrs;
+use crate::uapi::{AttrId, Call, Handle, ObjectId, Reply};
+
+fn out(reply: &Reply, id: AttrId) -> &[u8] {
+    reply.bytes(id).unwrap_or(&[])
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(off..off + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+
+/// Typed verbs calls over an encoded-call carrier.
+pub trait VerbsCalls {
+    /// Sends one call with `fds` for its fd attributes (the carrier sets the
+    /// driver id) and returns the decoded reply or the callee's error.
+    fn call_fds(&self, call: Call, fds: Vec<OwnedFd>) -> Result<Reply>;
+
+    /// [`VerbsCalls::call_fds`] without fds.
+    fn call(&self, call: Call) -> Result<Reply> {
+        self.call_fds(call, Vec::new())
+    }
+
+    /// Creates an object; returns its handle and the reply.
+    fn create_with(&self, call: Call, fds: Vec<OwnedFd>) -> Result<(Handle, Reply)> {
+        let reply = self.call_fds(call.new_object(HANDLE), fds)?;
+        let h = reply
+            .handle(HANDLE)
+            .ok_or_else(|| VerbsError::Io("the reply of a create call carries no handle".into()))?;
+        Ok((h, reply))
+    }
+
+    /// Destroys an object of type `object`.
+    fn destroy_object(&self, object: ObjectId, h: Handle) -> Result<()> {
+        self.call(Call::new(object, DESTROY).handle(HANDLE, h))
+            .map(drop)
+    }
+
+    /// Device attributes.
+    fn query_device(&self) -> Result<DeviceCaps> {
+        let r = self.call(Call::new(DEVICE, QUERY_DEVICE).out(RESP, abi::CAPS_SIZE as u32))?;
+        Ok(abi::dec_caps(out(&r, RESP)))
+    }
+
+    /// Port attributes.
+    fn query_port(&self, port: u8) -> Result<PortAttr> {
+        let r = self.call(
+            Call::new(DEVICE, QUERY_PORT)
+                .value(PORT, port.into())
+                .out(RESP, abi::PORT_SIZE as u32),
+        )?;
+        Ok(abi::dec_port(out(&r, RESP)))
+    }
+
+    /// One GID.
+    fn query_gid(&self, port: u8, index: u16) -> Result<Gid> {
+        let r = self.call(
+            Call::new(DEVICE, QUERY_GID)
+                .value(PORT, port.into())
+                .value(GID_INDEX, index.into())
+                .out(RESP, 16),
+        )?;
+        Ok(Rd::new(out(&r, RESP), 16).gid())
+    }
+
+    /// Allocates a protection domain.
+    fn alloc_pd(&self) -> Result<PdRef> {
+        let (handle, r) = self.create_with(Call::new(PD, CREATE).out(RESP, 8), Vec::new())?;
+        Ok(PdRef {
+            handle,
+            id: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Registers `len` bytes at `offset` of a sealed memfd, which the caller
+    /// has mapped at `iova` (the region's address).
+    fn reg_mr_memfd(
+        &self,
+        pd: Handle,
+        memfd: OwnedFd,
+        offset: u64,
+        len: u64,
+        iova: u64,
+        access: Access,
+    ) -> Result<MrRef> {
+        let mut range = Vec::with_capacity(MR_RANGE_SIZE);
+        for v in [offset, len, iova] {
+            range.extend_from_slice(&v.to_le_bytes());
+        }
+        let (handle, r) = self.create_with(
+            Call::new(MR, CREATE)
+                .handle(PD_HANDLE, pd)
+                .value(MR_ACCESS, access.0.into())
+                .fd(MR_FD, 0)
+                .bytes(MR_RANGE, range)
+                .out(RESP, 24),
+            vec![memfd],
+        )?;
+        let mut rd = Rd::new(out(&r, RESP), 24);
+        Ok(MrRef {
+            handle,
+            lkey: rd.u32(),
+            rkey: rd.u32(),
+            addr: rd.u64(),
+            len: rd.u64(),
+        })
+    }
+
+    /// Creates a CQ of at least `cqe` entries.
+    fn create_cq(&self, cqe: u32, channel: Option<Handle>) -> Result<CqRef> {
+        let mut call = Call::new(CQ, CREATE).value(CQE, cqe.into()).out(RESP, 8);
+        if let Some(ch) = channel {
+            call = call.handle(CHANNEL, ch);
+        }
+        let (handle, r) = self.create_with(call, Vec::new())?;
+        let b = out(&r, RESP);
+        Ok(CqRef {
+            handle,
+            id: u32_at(b, 0),
+            cqe: u32_at(b, 4),
+        })
+    }
+
+    /// Creates a QP in RESET.
+    fn create_qp(&self, pd: Handle, req: &QpCreate) -> Result<QpRef> {
+        let body = abi::enc_qp_create(&abi::QpCreateReq {
+            qp_type: req.qp_type,
+            sq_sig_all: req.sq_sig_all,
+            max_send_wr: req.max_send_wr,
+            max_recv_wr: req.max_recv_wr,
+            max_send_sge: req.max_send_sge,
+            max_recv_sge: req.max_recv_sge,
+            max_inline_data: req.max_inline_data,
+        });
+        let mut call = Call::new(QP, CREATE)
+            .handle(PD_HANDLE, pd)
+            .handle(SEND_CQ, req.send_cq)
+            .handle(RECV_CQ, req.recv_cq)
+            .bytes(IN, body)
+            .out(RESP, (8 + abi::QP_INIT_SIZE) as u32);
+        if let Some(srq) = req.srq {
+            call = call.handle(QP_SRQ, srq);
+        }
+        let (handle, r) = self.create_with(call, Vec::new())?;
+        let mut rd = Rd::new(out(&r, RESP), 8 + abi::QP_INIT_SIZE);
+        let qpn = rd.u32();
+        rd.u32();
+        Ok(QpRef {
+            handle,
+            qpn,
+            init: abi::dec_qp_init(&mut rd)?,
+        })
+    }
+
+    /// Changes a QP's state and attributes.
+    fn modify_qp(&self, qp: Handle, attrs: &ModifyAttrs) -> Result<()> {
+        self.call(
+            Call::new(QP, MODIFY)
+                .handle(HANDLE, qp)
+                .bytes(IN, abi::enc_modify(attrs)),
+        )
+        .map(drop)
+    }
+
+    /// A QP's state, attributes and counters.
+    fn query_qp(&self, qp: Handle) -> Result<QpInfo> {
+        let r = self.call(
+            Call::new(QP, QUERY)
+                .handle(HANDLE, qp)
+                .out(RESP, abi::QP_INFO_SIZE as u32),
+        )?;
+        abi::dec_qp_info(out(&r, RESP))
+    }
+}

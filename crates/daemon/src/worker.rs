@@ -1,0 +1,453 @@
+//! The ring worker of one connection: moves WQEs from the client's send,
+//! receive and SRQ rings to the device, and completions from the device to
+//! the client's CQ rings. It sleeps in `poll` on the client's doorbells and
+//! on the context's completion channel, so it uses no CPU while nothing is
+//! posted and nothing completes.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
+use softverbs_core::driver::Wc;
+use softverbs_core::events::CompChannel;
+use softverbs_core::objects::{CqObj, QpObj, SrqObj};
+use softverbs_core::shm::SharedMap;
+use softverbs_core::uapi::Handle;
+use softverbs_core::{ModifyAttrs, Ucontext};
+use softverbs_transport::{QpState, WcOpcode, WcQueue, WcStatus};
+
+use crate::proto::{Attach, RingKind};
+use crate::ring::{Consumer, Header, Producer, RingError, Slots, HEADER_SIZE};
+use crate::server::Daemon;
+use crate::wqe;
+
+/// An eventfd: the doorbell one side rings to wake the other.
+#[derive(Debug)]
+pub struct Doorbell(OwnedFd);
+
+impl Doorbell {
+    /// A new non-blocking eventfd.
+    pub fn new() -> std::io::Result<Self> {
+        rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map(Doorbell)
+            .map_err(Into::into)
+    }
+
+    /// Wraps a received eventfd.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Doorbell(fd)
+    }
+
+    /// Rings (adds 1).
+    pub fn ring(&self) {
+        ring_fd(&self.0);
+    }
+
+    /// Consumes pending rings.
+    pub fn drain(&self) {
+        let mut b = [0u8; 8];
+        let _ = rustix::io::read(&self.0, &mut b);
+    }
+}
+
+impl AsFd for Doorbell {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Writes 1 to an eventfd (errors are ignored: a full counter is rung).
+pub fn ring_fd(fd: &impl AsFd) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// The header of a mapped ring.
+#[derive(Debug, Clone)]
+pub struct MapHeader(pub Arc<SharedMap>);
+
+impl std::ops::Deref for MapHeader {
+    type Target = Header;
+    fn deref(&self) -> &Header {
+        // SAFETY: the mapping starts on a page boundary (offset 0 of the
+        // memfd), is at least HEADER_SIZE bytes (checked when attached) and
+        // lives as long as `self`; `Header` is made of atomics only, which
+        // the peer process may change at any time, as atomics allow.
+        #[allow(unsafe_code)]
+        unsafe {
+            &*(self.0.ptr() as *const Header)
+        }
+    }
+}
+
+/// The slots of a mapped ring (racy-byte copies).
+#[derive(Debug, Clone)]
+pub struct MapSlots {
+    /// The mapping.
+    pub map: Arc<SharedMap>,
+    /// Slot size.
+    pub stride: usize,
+}
+
+impl Slots for MapSlots {
+    fn put(&self, i: usize, src: &[u8]) {
+        let _ = self.map.write(HEADER_SIZE + i * self.stride, src);
+    }
+    fn get(&self, i: usize, dst: &mut [u8]) {
+        let _ = self.map.read(HEADER_SIZE + i * self.stride, dst);
+    }
+}
+
+type RingConsumer = Consumer<MapHeader, MapSlots>;
+type RingProducer = Producer<MapHeader, MapSlots>;
+
+struct WqRing {
+    kind: RingKind,
+    handle: Handle,
+    /// QPN or SRQN.
+    id: u32,
+    max_sge: u32,
+    max_inline: u32,
+    /// CQ that error completions of this queue go to.
+    cqn: u32,
+    stride: usize,
+    cons: RingConsumer,
+    bell: Doorbell,
+}
+
+struct CqRing {
+    handle: Handle,
+    stride: usize,
+    prod: RingProducer,
+    bell: Doorbell,
+    /// Completions that did not fit the ring yet.
+    backlog: Vec<Wc>,
+}
+
+/// The rings of one connection.
+#[derive(Default)]
+pub struct RingSet {
+    wqs: Vec<WqRing>,
+    cqs: HashMap<u32, CqRing>,
+}
+
+impl RingSet {
+    /// Adds a ring the server validated (kind, handle, stride, mapping).
+    pub fn add(
+        &mut self,
+        uctx: &Ucontext,
+        a: Attach,
+        map: Arc<SharedMap>,
+        bell: OwnedFd,
+    ) -> Result<(), String> {
+        let ctx = uctx.uapi_context();
+        let hdr = MapHeader(map.clone());
+        let slots = MapSlots {
+            map,
+            stride: a.stride as usize,
+        };
+        let bell = Doorbell::from_fd(bell);
+        let gone = || format!("handle {} is gone", a.handle);
+        let (id, max_sge, max_inline, cqn) = match a.kind {
+            RingKind::Cq => {
+                let cq = ctx.get::<CqObj>(a.handle).ok_or_else(gone)?;
+                if self.cqs.contains_key(&cq.cqn) {
+                    return Err(format!("CQ {} already has a ring", cq.cqn));
+                }
+                self.cqs.insert(
+                    cq.cqn,
+                    CqRing {
+                        handle: a.handle,
+                        stride: a.stride as usize,
+                        prod: Producer::new(hdr, slots, a.entries),
+                        bell,
+                        backlog: Vec::new(),
+                    },
+                );
+                return Ok(());
+            }
+            RingKind::Send => {
+                let qp = ctx.get::<QpObj>(a.handle).ok_or_else(gone)?;
+                (
+                    qp.qpn,
+                    qp.init.max_send_sge,
+                    qp.init.max_inline_data,
+                    qp.send_cq.cqn,
+                )
+            }
+            RingKind::Recv => {
+                let qp = ctx.get::<QpObj>(a.handle).ok_or_else(gone)?;
+                (qp.qpn, qp.init.max_recv_sge, 0, qp.recv_cq.cqn)
+            }
+            RingKind::Srq => {
+                let srq = ctx.get::<SrqObj>(a.handle).ok_or_else(gone)?;
+                let attr = uctx
+                    .driver()
+                    .query_srq(srq.srqn)
+                    .map_err(|e| e.to_string())?;
+                (srq.srqn, attr.max_sge, 0, u32::MAX)
+            }
+        };
+        if self
+            .wqs
+            .iter()
+            .any(|w| w.kind == a.kind && w.handle == a.handle)
+        {
+            return Err(format!(
+                "{:?} queue of {} already has a ring",
+                a.kind, a.handle
+            ));
+        }
+        self.wqs.push(WqRing {
+            kind: a.kind,
+            handle: a.handle,
+            id,
+            max_sge,
+            max_inline,
+            cqn,
+            stride: a.stride as usize,
+            cons: Consumer::new(hdr, slots, a.entries),
+            bell,
+        });
+        Ok(())
+    }
+}
+
+fn error_wc(wr_id: u64, kind: RingKind, qpn: u32) -> Wc {
+    Wc {
+        wr_id,
+        status: WcStatus::LocQpOpErr,
+        opcode: if kind == RingKind::Send {
+            WcOpcode::Send
+        } else {
+            WcOpcode::Recv
+        },
+        queue: if kind == RingKind::Send {
+            WcQueue::Send
+        } else {
+            WcQueue::Recv
+        },
+        qp_num: qpn,
+        byte_len: 0,
+        imm: None,
+        invalidated_rkey: None,
+        src_qp: 0,
+        grh: false,
+        solicited: false,
+    }
+}
+
+/// Moves WQEs from the rings to the device; returns whether anything moved.
+fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
+    let drv = uctx.driver().clone();
+    let ctx = uctx.uapi_context();
+    let mut moved = false;
+    let mut dead = Vec::new();
+    let mut errors: Vec<(u32, Wc)> = Vec::new();
+    let mut to_error: Vec<Handle> = Vec::new();
+    let mut slot = Vec::new();
+    for (i, w) in set.wqs.iter_mut().enumerate() {
+        let alive = match w.kind {
+            RingKind::Srq => ctx.get::<SrqObj>(w.handle).is_some(),
+            _ => ctx.get::<QpObj>(w.handle).is_some(),
+        };
+        if !alive {
+            dead.push(i);
+            continue;
+        }
+        slot.resize(w.stride, 0);
+        loop {
+            match w.cons.pop(&mut slot) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(RingError::Corrupt { .. }) | Err(RingError::Full) => {
+                    // Garbage indices: the ring is dropped and, like a
+                    // hardware queue error, its QP goes to the error state.
+                    d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
+                    if w.kind != RingKind::Srq {
+                        to_error.push(w.handle);
+                    }
+                    dead.push(i);
+                    break;
+                }
+            }
+            moved = true;
+            let r = match w.kind {
+                RingKind::Send => wqe::decode_send(&slot, w.max_sge, w.max_inline)
+                    .map_err(|e| e.to_string())
+                    .and_then(|wr| {
+                        let id = wr.wr_id;
+                        drv.post_send(w.id, wr).map_err(|e| (id, e.to_string()).1)
+                    }),
+                RingKind::Recv => wqe::decode_recv(&slot, w.max_sge)
+                    .map_err(|e| e.to_string())
+                    .and_then(|wr| drv.post_recv(w.id, wr).map_err(|e| e.to_string())),
+                RingKind::Srq => wqe::decode_recv(&slot, w.max_sge)
+                    .map_err(|e| e.to_string())
+                    .and_then(|wr| drv.post_srq_recv(w.id, wr).map_err(|e| e.to_string())),
+                RingKind::Cq => Ok(()),
+            };
+            if r.is_err() {
+                d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
+                let wr_id = u64::from_le_bytes(slot[0..8].try_into().unwrap_or_default());
+                if w.kind != RingKind::Srq {
+                    errors.push((w.cqn, error_wc(wr_id, w.kind, w.id)));
+                }
+            }
+        }
+    }
+    dead.sort_unstable();
+    dead.dedup();
+    for i in dead.into_iter().rev() {
+        set.wqs.remove(i);
+    }
+    for h in to_error {
+        let _ = uctx.modify_qp(
+            h,
+            &ModifyAttrs {
+                qp_state: Some(QpState::Err),
+                ..Default::default()
+            },
+        );
+    }
+    for (cqn, wc) in errors {
+        if let Some(c) = set.cqs.get_mut(&cqn) {
+            c.backlog.push(wc);
+        }
+    }
+    moved
+}
+
+/// Moves completions to the CQ rings, arms the CQs, wakes waiting clients.
+/// Returns true while some ring is full (its completions wait).
+fn drain_cqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
+    let drv = uctx.driver().clone();
+    let ctx = uctx.uapi_context();
+    let mut pending = false;
+    let mut dead = Vec::new();
+    let mut wcs = Vec::new();
+    for (&cqn, c) in set.cqs.iter_mut() {
+        if ctx.get::<CqObj>(c.handle).is_none() {
+            dead.push(cqn);
+            continue;
+        }
+        let mut wake_any = false;
+        let mut wake_sol = false;
+        let mut broken = false;
+        loop {
+            let free = match c.prod.free() {
+                Ok(f) => f as usize,
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            };
+            if free == 0 {
+                pending = true;
+                break;
+            }
+            wcs.clear();
+            let from_backlog = c.backlog.len().min(free);
+            wcs.extend(c.backlog.drain(..from_backlog));
+            if wcs.len() < free {
+                let _ = drv.poll_cq(cqn, free - wcs.len(), &mut wcs);
+            }
+            if wcs.is_empty() {
+                // Arm, then look once more: a completion that arrived before
+                // the arm does not fire the channel.
+                let _ = drv.req_notify_cq(cqn, false);
+                let _ = drv.poll_cq(cqn, free, &mut wcs);
+                if wcs.is_empty() {
+                    break;
+                }
+            }
+            for wc in &wcs {
+                let mut b = wqe::encode_cqe(wc);
+                b[wqe::CQE_SIZE..].fill(0);
+                let _ = c.prod.push(&b[..c.stride.min(wqe::CQE_SIZE)]);
+                wake_any = true;
+                wake_sol |= wc.solicited || wc.status != WcStatus::Success;
+            }
+        }
+        if broken {
+            d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
+            dead.push(cqn);
+            continue;
+        }
+        if wake_any {
+            let w = c.prod.wait_word();
+            if (w == 1 || (w == 2 && wake_sol)) && c.prod.take_wait(w) {
+                ring_fd(&c.bell);
+            }
+        }
+    }
+    for cqn in dead {
+        set.cqs.remove(&cqn);
+    }
+    pending
+}
+
+/// The worker loop (see the module).
+pub fn run(
+    uctx: Arc<Ucontext>,
+    channel: Arc<CompChannel>,
+    rings: Arc<Mutex<RingSet>>,
+    kick: Arc<Doorbell>,
+    stop: Arc<AtomicBool>,
+    d: Arc<Daemon>,
+) {
+    let mut bells: Vec<OwnedFd> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let (pending, sleep) = {
+            let mut set = rings.lock().unwrap_or_else(|e| e.into_inner());
+            let moved = drain_wqs(&uctx, &d, &mut set);
+            let pending = drain_cqs(&uctx, &d, &mut set);
+            if moved {
+                // Inline progress may have produced completions already.
+                let _ = drain_cqs(&uctx, &d, &mut set);
+                (pending, false)
+            } else {
+                // About to sleep: announce it on every ring, then re-check.
+                let mut sleep = true;
+                for w in &set.wqs {
+                    if !w.cons.prepare_sleep(1).unwrap_or(false) {
+                        sleep = false;
+                    }
+                }
+                bells.clear();
+                for w in &set.wqs {
+                    if let Ok(fd) = w.bell.as_fd().try_clone_to_owned() {
+                        bells.push(fd);
+                    }
+                }
+                (pending, sleep)
+            }
+        };
+        if !sleep {
+            continue;
+        }
+        let mut fds: Vec<PollFd<'_>> = vec![
+            PollFd::new(&*kick, PollFlags::IN),
+            PollFd::new(&*channel, PollFlags::IN),
+        ];
+        for b in &bells {
+            fds.push(PollFd::new(b, PollFlags::IN));
+        }
+        // With completions waiting for room in a full CQ ring, look again
+        // every millisecond; otherwise sleep until rung.
+        let ms = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        let _ = rustix::event::poll(&mut fds, if pending { Some(&ms) } else { None });
+        drop(fds);
+        kick.drain();
+        while channel.try_get_event().is_some() {}
+        let set = rings.lock().unwrap_or_else(|e| e.into_inner());
+        for w in &set.wqs {
+            w.bell.drain();
+            w.cons.awake();
+        }
+    }
+}
