@@ -251,6 +251,14 @@ pub(crate) unsafe extern "C" fn poll_cq(
     let mut buf = b.buf.lock().unwrap_or_else(|e| e.into_inner());
     buf.clear();
     match b.cq.poll(num_entries as usize, &mut buf) {
+        Ok(0) => {
+            drop(buf);
+            // An application spinning on an empty CQ would otherwise win the
+            // device lock over the I/O thread that brings its completions
+            // (the lock is not fair): give the CPU away once per empty poll.
+            std::thread::yield_now();
+            0
+        }
         Ok(n) => {
             for (i, w) in buf.iter().take(n).enumerate() {
                 // SAFETY: the caller's array holds num_entries >= n entries.

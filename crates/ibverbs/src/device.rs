@@ -29,10 +29,12 @@ unsafe impl Sync for DevBox {}
 // SAFETY: as above.
 unsafe impl Send for DevBox {}
 
-static DEVICES: OnceLock<Result<Vec<Box<DevBox>>, String>> = OnceLock::new();
+// The Vec is never changed once built, so its elements never move: the
+// `ibv_device` pointers handed out stay valid for the process's lifetime.
+static DEVICES: OnceLock<Result<Vec<DevBox>, String>> = OnceLock::new();
 
 /// The devices of this process, created once (`SOFTVERBS_DEVICES`).
-pub(crate) fn devices() -> Result<&'static [Box<DevBox>], &'static str> {
+pub(crate) fn devices() -> Result<&'static [DevBox], &'static str> {
     let r = DEVICES.get_or_init(|| {
         let infos = softverbs::devices().map_err(|e| e.to_string())?;
         Ok(infos
@@ -54,12 +56,12 @@ pub(crate) fn devices() -> Result<&'static [Box<DevBox>], &'static str> {
                     &mut c.ibdev_path,
                     &format!("/sys/class/infiniband/{}", info.name),
                 );
-                Box::new(DevBox {
+                DevBox {
                     c,
                     magic: DEVICE_MAGIC,
                     index: i as c_int,
                     info,
-                })
+                }
             })
             .collect())
     });
@@ -81,7 +83,6 @@ pub(crate) fn dev_ref(p: *mut sys::ibv_device) -> Option<&'static DevBox> {
     let all = devices().ok()?;
     all.iter()
         .find(|d| core::ptr::eq(&d.c, p.cast_const()))
-        .map(|d| &**d)
         .filter(|d| d.magic == DEVICE_MAGIC)
 }
 

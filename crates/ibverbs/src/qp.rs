@@ -877,7 +877,12 @@ mod tests {
             }])
         );
         let data = *b"inline!!";
-        sge.addr = data.as_ptr() as u64;
+        let mut inline_sge = sys::ibv_sge {
+            addr: data.as_ptr() as u64,
+            length: 8,
+            lkey: 0,
+        };
+        w.sg_list = &mut inline_sge;
         w.opcode = sys::IBV_WR_SEND;
         w.send_flags = sys::IBV_SEND_INLINE;
         // SAFETY: the SGE names `data`, alive here.
