@@ -718,3 +718,47 @@ fn sent_packets_are_sealed_for_ip_id_zero_from_the_device_port() {
     assert_eq!(repr.deth.unwrap().src_qpn, qp);
     assert_eq!(payload, &s.bytes(0, 333)[..]);
 }
+
+/// A UD QP takes the port's active MTU, as in rxe (found against Linux rxe
+/// by scripts/interop: ibv_ud_pingpong -s 4096 on a 4096-MTU port). UD has
+/// no path_mtu attribute, so the QPs are brought up without one.
+#[test]
+fn ud_message_of_the_port_mtu_4096() {
+    let port = free_port();
+    let a = Side::new(
+        device("udm_a", DeviceKind::Rxe, IP_A, port, Mtu::Mtu4096),
+        16384,
+        64,
+    );
+    let b = Side::new(
+        device("udm_b", DeviceKind::Rxe, IP_B, port, Mtu::Mtu4096),
+        16384,
+        64,
+    );
+    let qa = a.qp(QpType::Ud, None);
+    let qb = b.qp(QpType::Ud, None);
+    let no_mtu = |m: &mut ModifyQp| m.path_mtu = None;
+    bring_up(&a, qa, 0, b.gid, Mtu::Mtu4096, no_mtu);
+    bring_up(&b, qb, 0, a.gid, Mtu::Mtu4096, no_mtu);
+    let data = a.fill(0, 4096, 3);
+    b.dev
+        .post_recv(qb, RecvWr::new(9, b.sge(0, 4096 + 40)))
+        .unwrap();
+    let dest = UdDest {
+        dgid: b.gid,
+        remote_qpn: qb,
+        remote_qkey: 0x1111_1111,
+    };
+    a.dev
+        .post_send(qa, SendWr::send(1, a.sge(0, 4096)).signaled().to(dest))
+        .unwrap();
+    assert_eq!(a.wait().status, WcStatus::Success);
+    let r = b.wait();
+    assert_eq!((r.status, r.byte_len), (WcStatus::Success, 4096 + 40));
+    assert_eq!(b.bytes(40, 4096), data);
+    // One byte more than the port MTU is still refused at post time.
+    assert!(a
+        .dev
+        .post_send(qa, SendWr::send(2, a.sge(0, 4097)).signaled().to(dest))
+        .is_err());
+}

@@ -636,6 +636,16 @@ impl SoftDevice {
             ..init.clone()
         };
         backends[backend].create_qp(qpn, &granted, driver)?;
+        if granted.qp_type == softverbs_transport::QpType::Ud && driver.is_none() {
+            // A UD QP has no path MTU attribute (ibv_modify_qp ignores it):
+            // as in rxe, whose get_mtu() gives UD the port's mtu_cap, it
+            // sends and accepts messages up to the port's active MTU.
+            let mtu = ModifyQp {
+                path_mtu: Some(self.shared.cfg.mtu),
+                ..ModifyQp::default()
+            };
+            backends[backend].modify_qp(self.shared.now(), qpn, &mtu)?;
+        }
         qps.insert(
             qpn,
             QpMeta {
