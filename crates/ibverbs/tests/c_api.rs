@@ -1,0 +1,271 @@
+//! The C ABI end to end, in one process, as a C program would use it: two
+//! contexts (rxe0 and rxe1), RC QPs connected through `ibv_modify_qp`, a
+//! SEND with immediate posted and polled through `ibv_context.ops` (the
+//! header's inlines), a completion channel event, and EBUSY on destroying a
+//! CQ that a QP uses.
+
+#![allow(unsafe_code)] // the point: calling the C entry points
+
+use core::ffi::{c_int, c_void};
+use core::ptr::null_mut;
+
+use softverbs_ibverbs::sys::*;
+
+extern "C" {
+    fn ibv_get_device_list(n: *mut c_int) -> *mut *mut ibv_device;
+    fn ibv_free_device_list(l: *mut *mut ibv_device);
+    fn ibv_open_device(d: *mut ibv_device) -> *mut ibv_context;
+    fn ibv_close_device(c: *mut ibv_context) -> c_int;
+    fn ibv_alloc_pd(c: *mut ibv_context) -> *mut ibv_pd;
+    fn ibv_dealloc_pd(p: *mut ibv_pd) -> c_int;
+    fn ibv_reg_mr(p: *mut ibv_pd, a: *mut c_void, l: usize, acc: c_int) -> *mut ibv_mr;
+    fn ibv_dereg_mr(m: *mut ibv_mr) -> c_int;
+    fn ibv_create_comp_channel(c: *mut ibv_context) -> *mut ibv_comp_channel;
+    fn ibv_destroy_comp_channel(c: *mut ibv_comp_channel) -> c_int;
+    fn ibv_create_cq(
+        c: *mut ibv_context,
+        n: c_int,
+        ctx: *mut c_void,
+        ch: *mut ibv_comp_channel,
+        v: c_int,
+    ) -> *mut ibv_cq;
+    fn ibv_destroy_cq(c: *mut ibv_cq) -> c_int;
+    fn ibv_get_cq_event(
+        ch: *mut ibv_comp_channel,
+        cq: *mut *mut ibv_cq,
+        ctx: *mut *mut c_void,
+    ) -> c_int;
+    fn ibv_ack_cq_events(cq: *mut ibv_cq, n: u32);
+    fn ibv_create_qp(p: *mut ibv_pd, a: *mut ibv_qp_init_attr) -> *mut ibv_qp;
+    fn ibv_modify_qp(q: *mut ibv_qp, a: *mut ibv_qp_attr, m: c_int) -> c_int;
+    fn ibv_query_qp(
+        q: *mut ibv_qp,
+        a: *mut ibv_qp_attr,
+        m: c_int,
+        i: *mut ibv_qp_init_attr,
+    ) -> c_int;
+    fn ibv_destroy_qp(q: *mut ibv_qp) -> c_int;
+    fn ibv_query_gid(c: *mut ibv_context, port: u8, idx: c_int, g: *mut ibv_gid) -> c_int;
+}
+
+struct Side {
+    ctx: *mut ibv_context,
+    pd: *mut ibv_pd,
+    ch: *mut ibv_comp_channel,
+    cq: *mut ibv_cq,
+    qp: *mut ibv_qp,
+    buf: Vec<u8>,
+    mr: *mut ibv_mr,
+    gid: ibv_gid,
+}
+
+unsafe fn side(dev: *mut ibv_device) -> Side {
+    unsafe {
+        let ctx = ibv_open_device(dev);
+        assert!(!ctx.is_null());
+        let pd = ibv_alloc_pd(ctx);
+        assert!(!pd.is_null());
+        let mut buf = vec![0u8; 4096];
+        let mr = ibv_reg_mr(
+            pd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            IBV_ACCESS_LOCAL_WRITE as c_int,
+        );
+        assert!(!mr.is_null());
+        let ch = ibv_create_comp_channel(ctx);
+        assert!(!ch.is_null() && (*ch).fd >= 0);
+        let cq = ibv_create_cq(ctx, 16, 0x5a as *mut c_void, ch, 0);
+        assert!(!cq.is_null() && (*cq).cqe >= 16);
+        let mut ia = ibv_qp_init_attr {
+            send_cq: cq,
+            recv_cq: cq,
+            qp_type: IBV_QPT_RC,
+            cap: ibv_qp_cap {
+                max_send_wr: 4,
+                max_recv_wr: 4,
+                max_send_sge: 1,
+                max_recv_sge: 1,
+                max_inline_data: 0,
+            },
+            ..Default::default()
+        };
+        let qp = ibv_create_qp(pd, &mut ia);
+        assert!(!qp.is_null());
+        assert!(ia.cap.max_send_wr >= 4);
+        assert_eq!((*qp).state, IBV_QPS_RESET);
+        let mut gid = ibv_gid::default();
+        assert_eq!(ibv_query_gid(ctx, 1, 1, &mut gid), 0);
+        Side {
+            ctx,
+            pd,
+            ch,
+            cq,
+            qp,
+            buf,
+            mr,
+            gid,
+        }
+    }
+}
+
+unsafe fn connect(a: &Side, b: &Side) {
+    unsafe {
+        let mut at = ibv_qp_attr {
+            qp_state: IBV_QPS_INIT,
+            port_num: 1,
+            qp_access_flags: 0,
+            ..Default::default()
+        };
+        let m = IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS;
+        assert_eq!(ibv_modify_qp(a.qp, &mut at, m as c_int), 0);
+        let mut at = ibv_qp_attr {
+            qp_state: IBV_QPS_RTR,
+            path_mtu: IBV_MTU_1024,
+            dest_qp_num: (*b.qp).qp_num,
+            rq_psn: 100,
+            max_dest_rd_atomic: 1,
+            min_rnr_timer: 12,
+            ..Default::default()
+        };
+        at.ah_attr.is_global = 1;
+        at.ah_attr.port_num = 1;
+        at.ah_attr.grh.dgid = b.gid;
+        at.ah_attr.grh.sgid_index = 1;
+        at.ah_attr.grh.hop_limit = 1;
+        let m = IBV_QP_STATE
+            | IBV_QP_AV
+            | IBV_QP_PATH_MTU
+            | IBV_QP_DEST_QPN
+            | IBV_QP_RQ_PSN
+            | IBV_QP_MAX_DEST_RD_ATOMIC
+            | IBV_QP_MIN_RNR_TIMER;
+        assert_eq!(ibv_modify_qp(a.qp, &mut at, m as c_int), 0);
+        let mut at = ibv_qp_attr {
+            qp_state: IBV_QPS_RTS,
+            sq_psn: 100,
+            timeout: 14,
+            retry_cnt: 7,
+            rnr_retry: 7,
+            max_rd_atomic: 1,
+            ..Default::default()
+        };
+        let m = IBV_QP_STATE
+            | IBV_QP_TIMEOUT
+            | IBV_QP_RETRY_CNT
+            | IBV_QP_RNR_RETRY
+            | IBV_QP_SQ_PSN
+            | IBV_QP_MAX_QP_RD_ATOMIC;
+        assert_eq!(ibv_modify_qp(a.qp, &mut at, m as c_int), 0);
+        assert_eq!((*a.qp).state, IBV_QPS_RTS);
+        let mut q = ibv_qp_attr::default();
+        let mut qi = ibv_qp_init_attr::default();
+        assert_eq!(
+            ibv_query_qp(a.qp, &mut q, IBV_QP_STATE as c_int, &mut qi),
+            0
+        );
+        assert_eq!(
+            (q.qp_state, q.dest_qp_num, q.sq_psn),
+            (IBV_QPS_RTS, (*b.qp).qp_num, 100)
+        );
+        assert_eq!(qi.send_cq, a.cq);
+    }
+}
+
+unsafe fn poll(s: &Side) -> ibv_wc {
+    unsafe {
+        let ops = &(*s.ctx).ops;
+        let mut wc = ibv_wc::default();
+        for _ in 0..200_000 {
+            let n = ops.poll_cq.unwrap()(s.cq, 1, &mut wc);
+            assert!(n >= 0);
+            if n == 1 {
+                return wc;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        panic!("no completion");
+    }
+}
+
+#[test]
+fn rc_send_with_imm_through_the_ops() {
+    unsafe {
+        let list = ibv_get_device_list(null_mut());
+        let (a, mut b) = (side(*list), side(*list.add(1)));
+        connect(&a, &b);
+        connect(&b, &a);
+        // Receive on b.
+        let mut rsge = ibv_sge {
+            addr: b.buf.as_mut_ptr() as u64,
+            length: 64,
+            lkey: (*b.mr).lkey,
+        };
+        let mut rwr = ibv_recv_wr {
+            wr_id: 7,
+            sg_list: &mut rsge,
+            num_sge: 1,
+            ..Default::default()
+        };
+        let mut bad_r = null_mut();
+        assert_eq!(
+            (*b.ctx).ops.post_recv.unwrap()(b.qp, &mut rwr, &mut bad_r),
+            0
+        );
+        // Arm b's CQ for the channel.
+        assert_eq!((*b.ctx).ops.req_notify_cq.unwrap()(b.cq, 0), 0);
+        // Send from a.
+        let msg = b"hello through libibverbs";
+        let abuf = a.buf.as_ptr().cast_mut();
+        core::ptr::copy_nonoverlapping(msg.as_ptr(), abuf, msg.len());
+        let mut ssge = ibv_sge {
+            addr: abuf as u64,
+            length: msg.len() as u32,
+            lkey: (*a.mr).lkey,
+        };
+        let mut swr = ibv_send_wr {
+            wr_id: 9,
+            sg_list: &mut ssge,
+            num_sge: 1,
+            opcode: IBV_WR_SEND_WITH_IMM,
+            send_flags: IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        swr.__bindgen_anon_1.imm_data = 0x1234_5678u32.to_be();
+        let mut bad = null_mut();
+        assert_eq!((*a.ctx).ops.post_send.unwrap()(a.qp, &mut swr, &mut bad), 0);
+        let wa = poll(&a);
+        assert_eq!(
+            (wa.wr_id, wa.status, wa.opcode),
+            (9, IBV_WC_SUCCESS, IBV_WC_SEND)
+        );
+        // The channel reports b's CQ with its context.
+        let (mut cq, mut cqc) = (null_mut(), null_mut());
+        assert_eq!(ibv_get_cq_event(b.ch, &mut cq, &mut cqc), 0);
+        assert_eq!((cq, cqc), (b.cq, 0x5a as *mut c_void));
+        ibv_ack_cq_events(cq, 1);
+        let wb = poll(&b);
+        assert_eq!(
+            (wb.wr_id, wb.status, wb.opcode),
+            (7, IBV_WC_SUCCESS, IBV_WC_RECV)
+        );
+        assert_eq!(wb.byte_len as usize, msg.len());
+        assert_ne!(wb.wc_flags & IBV_WC_WITH_IMM, 0);
+        assert_eq!(u32::from_be(wb.__bindgen_anon_1.imm_data), 0x1234_5678);
+        assert_eq!(&b.buf[..msg.len()], msg);
+        b.buf[0] = 0;
+        // A CQ, channel or PD in use is busy.
+        assert_eq!(ibv_destroy_cq(a.cq), 16);
+        assert_eq!(ibv_dealloc_pd(a.pd), 16);
+        for s in [a, b] {
+            assert_eq!(ibv_destroy_comp_channel(s.ch), 16);
+            assert_eq!(ibv_destroy_qp(s.qp), 0);
+            assert_eq!(ibv_destroy_cq(s.cq), 0);
+            assert_eq!(ibv_destroy_comp_channel(s.ch), 0);
+            assert_eq!(ibv_dereg_mr(s.mr), 0);
+            assert_eq!(ibv_dealloc_pd(s.pd), 0);
+            assert_eq!(ibv_close_device(s.ctx), 0);
+        }
+        ibv_free_device_list(list);
+    }
+}
