@@ -66,6 +66,15 @@ enum Command {
     /// Example: softverbs pingpong rc -d rxe1 -g 1 & softverbs pingpong rc -d rxe0 -g 1 127.0.0.2
     #[command(subcommand)]
     Pingpong(pingpong::args::PingpongCommand),
+    /// perftest's ib_{send,write,read,atomic}_{bw,lat}: bandwidth (peak,
+    /// average, message rate) or latency (min, max, typical, average,
+    /// stdev, 99%, 99.9% in µs) of one verb between a server (no host
+    /// argument) and a client, with perftest's options, TCP exchange (port
+    /// 18515) and tables; --loopback runs both sides here over two local
+    /// devices, -j prints JSON.
+    ///
+    /// Example: softverbs perf write_bw --loopback -s 65536
+    Perf(bench::perf::PerfCmd),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +88,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Pingpong(cmd) => bench::pingpong::run(cmd),
+        Command::Perf(cmd) => bench::perf::main(cmd),
     };
     match result {
         Ok(code) => code,

@@ -105,14 +105,15 @@ pub const CYCLES_PER_SEC: f64 = 1e9;
 pub struct Poller {
     cq: Cq,
     channel: Option<CompletionChannel>,
-    stall: Option<Duration>,
+    /// Give up after this long without a completion.
+    pub stall: Option<Duration>,
     /// CQ events received (`num_cq_events`, acknowledged at the end).
     pub events: u64,
 }
 
 impl Poller {
-    /// A poller of `cq`; with `channel`, it arms the CQ now and sleeps on
-    /// the channel (`ibv_req_notify_cq`, `ibv_get_cq_event`).
+    /// A poller of `cq`; with `channel`, it sleeps on the channel
+    /// (`ibv_req_notify_cq`, `ibv_get_cq_event`).
     pub fn new(
         cq: &Cq,
         channel: Option<&CompletionChannel>,
@@ -139,41 +140,36 @@ impl Poller {
     }
 
     /// At least one completion (up to `max`) in `out`; `what` names what
-    /// we wait for in the stall error. With a channel: wait for an event,
-    /// re-arm, then poll once (which may find nothing: returns 0, as
-    /// `ibv_poll_cq` after an event may).
+    /// we wait for in the stall error. With a channel: arm the CQ, poll
+    /// again (what completed before the arm raised no event), then sleep
+    /// until an event.
     pub fn wait(&mut self, max: usize, out: &mut Vec<Wc>, what: &str) -> Result<usize> {
         let start = now_ns();
         let mut spins = 0u32;
         loop {
-            if let Some(ch) = &self.channel {
-                let n = self.poll_now(max, out)?;
-                if n > 0 {
-                    return Ok(n);
-                }
-                let limit = self
-                    .stall
-                    .map(|s| s.saturating_sub(Duration::from_nanos(now_ns() - start)));
-                if ch.get_cq_event(limit).is_none() {
-                    bail!("{}", self.stall_msg(what));
-                }
-                self.events += 1;
-                self.cq
-                    .req_notify(false)
-                    .map_err(|e| anyhow!("Couldn't request CQ notification: {e}"))?;
-                return self.poll_now(max, out);
-            }
             let n = self.poll_now(max, out)?;
             if n > 0 {
                 return Ok(n);
             }
-            spins += 1;
-            if spins % 64 == 0 {
-                if let Some(s) = self.stall {
-                    if now_ns() - start > s.as_nanos() as u64 {
-                        bail!("{}", self.stall_msg(what));
-                    }
+            let waited = Duration::from_nanos(now_ns() - start);
+            if let Some(ch) = &self.channel {
+                self.cq
+                    .req_notify(false)
+                    .map_err(|e| anyhow!("Couldn't request CQ notification: {e}"))?;
+                let n = self.poll_now(max, out)?;
+                if n > 0 {
+                    return Ok(n);
                 }
+                let limit = self.stall.map(|s| s.saturating_sub(waited));
+                if limit.is_some_and(|l| l.is_zero()) || ch.get_cq_event(limit).is_none() {
+                    bail!("{}", self.stall_msg(what));
+                }
+                self.events += 1;
+                continue;
+            }
+            spins += 1;
+            if spins.is_multiple_of(64) && self.stall.is_some_and(|s| waited > s) {
+                bail!("{}", self.stall_msg(what));
             }
             std::thread::yield_now();
         }
