@@ -12,7 +12,7 @@
 //! | [`PerfOob::exchange_qp_info`] (then move QPs to RTR/RTS) | Hq | Hq | H0, Hq |
 //! | [`PerfOob::confirm_connected`] (returns what to print as remote) | Hq | H0, Hq | Hq |
 //! | [`PerfOob::start_barrier`] (send: after posting receives) | H0 | H0 | H0 |
-//! | [`PerfOob::begin_size`] (per size) | duplex: H0 | `-a`: H0 | — |
+//! | [`PerfOob::begin_size`] (per size) | duplex: H0 | `-a`: H0 from the second size on | — |
 //! | [`PerfOob::end_size`] (per size) | duplex `-a`: H0 | send_bw `-a`: H0 | — |
 //! | [`PerfOob::end_of_test`] | non-duplex: H0 (the server waits here while the client measures) | — | — |
 //! | [`PerfOob::exchange_results`] | 5 × 8 bytes | send_bw duplex only | — |
@@ -125,6 +125,8 @@ pub struct PerfOob {
     cfg: OobConfig,
     phase: Phase,
     local: Vec<QpInfoMsg>,
+    /// Sizes begun so far ([`PerfOob::begin_size`]).
+    sizes_begun: u32,
 }
 
 impl PerfOob {
@@ -163,6 +165,7 @@ impl PerfOob {
             cfg,
             phase: Phase::Connected,
             local: Vec::new(),
+            sizes_begun: 0,
         }
     }
 
@@ -261,8 +264,8 @@ impl PerfOob {
         })
     }
 
-    /// Sends our QPs' keys and returns the peer's (latency tests: H0, Hq;
-    /// bandwidth tests: Hq). `local` has one entry per QP, each in the
+    /// Sends our QPs' keys and returns the peer's (write/read/atomic_lat:
+    /// H0, Hq; bandwidth tests and send_lat: Hq). `local` has one entry per QP, each in the
     /// configured format (GID or not). Then move the QPs to RTR/RTS.
     pub fn exchange_qp_info(&mut self, local: &[QpInfoMsg]) -> Result<Vec<QpInfoMsg>, OobError> {
         self.expect(Phase::PreStepsDone, "exchange_qp_info")?;
@@ -280,7 +283,10 @@ impl PerfOob {
             });
         }
         self.local = local.to_vec();
-        if self.cfg.test.kind == Kind::Lat {
+        // write/read/atomic_lat open with H0; send_lat does not (its H0
+        // comes after ctx_connect, in confirm_connected).
+        let t = self.cfg.test;
+        if t.kind == Kind::Lat && t.verb != Verb::Send {
             self.barrier(false)?;
         }
         let remote = self.hand_shake_all()?;
@@ -316,10 +322,15 @@ impl PerfOob {
     pub fn begin_size(&mut self) -> Result<(), OobError> {
         self.expect(Phase::Running, "begin_size")?;
         let t = self.cfg.test;
+        // Send tests make one H0 before each size's measurement (`-a`:
+        // inside the size loop; otherwise once): the start barrier is the
+        // first size's, so `-a` adds one from the second size on (found
+        // against real ib_send_bw -a: one H0 too many).
         let sync = match t.verb {
-            Verb::Send => self.cfg.all_sizes,
+            Verb::Send => self.cfg.all_sizes && self.sizes_begun > 0,
             _ => t.kind == Kind::Bw && self.cfg.duplex,
         };
+        self.sizes_begun += 1;
         if sync {
             self.barrier(true)?;
         }
