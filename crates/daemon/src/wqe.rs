@@ -4,7 +4,7 @@
 
 use softverbs_core::driver::Wc;
 use softverbs_transport::{
-    Payload, RecvWr, SendFlags, SendOp, SendWr, Sge, UdDest, WcOpcode, WcQueue, WcStatus,
+    Access, Payload, RecvWr, SendFlags, SendOp, SendWr, Sge, UdDest, WcOpcode, WcQueue, WcStatus,
 };
 use softverbs_wire::Gid;
 
@@ -94,6 +94,27 @@ pub fn encode_send(wr: &SendWr, slot: &mut [u8]) -> Result<(), BadWqe> {
             rkey,
             add,
         } => (7, 0, remote_addr, rkey, add, 0),
+        SendOp::LocalInv { rkey } => (8, rkey, 0, 0, 0, 0),
+        // BIND_MW: the window's rkey, the new rkey (bit 63 of the second
+        // word says it is given), the range, the region's lkey and the
+        // rights (bits 32..62).
+        SendOp::BindMw {
+            mw_rkey,
+            new_rkey,
+            mr_lkey,
+            addr,
+            len,
+            access,
+        } => (
+            9,
+            new_rkey.unwrap_or(0),
+            addr,
+            mw_rkey,
+            len,
+            u64::from(mr_lkey)
+                | u64::from(access.0 & 0x7fff_ffff) << 32
+                | u64::from(new_rkey.is_some()) << 63,
+        ),
     };
     let mut flags = 0u8;
     if wr.flags.signaled {
@@ -177,6 +198,15 @@ pub fn decode_send(slot: &[u8], max_sge: u32, max_inline: u32) -> Result<SendWr,
             remote_addr,
             rkey,
             add: a,
+        },
+        8 => SendOp::LocalInv { rkey: imm },
+        9 => SendOp::BindMw {
+            mw_rkey: rkey,
+            new_rkey: (b >> 63 != 0).then_some(imm),
+            mr_lkey: b as u32,
+            addr: remote_addr,
+            len: a,
+            access: Access(((b >> 32) & 0x7fff_ffff) as u32),
         },
         o => return Err(BadWqe(format!("unknown opcode {o}"))),
     };
@@ -266,7 +296,7 @@ const STATUSES: [WcStatus; 16] = [
     WcStatus::GeneralErr,
 ];
 
-const OPCODES: [WcOpcode; 7] = [
+const OPCODES: [WcOpcode; 9] = [
     WcOpcode::Send,
     WcOpcode::RdmaWrite,
     WcOpcode::RdmaRead,
@@ -274,6 +304,8 @@ const OPCODES: [WcOpcode; 7] = [
     WcOpcode::FetchAdd,
     WcOpcode::Recv,
     WcOpcode::RecvRdmaWithImm,
+    WcOpcode::LocalInv,
+    WcOpcode::BindMw,
 ];
 
 /// Encodes a completion into a 64-byte CQE.
@@ -365,6 +397,35 @@ mod tests {
         assert!(decode_send(&slot, 2, 1).is_err());
         slot[8] = 99;
         assert!(decode_send(&slot, 2, 64).is_err());
+        for wr in [
+            SendWr::local_inv(9, 0x1234),
+            SendWr::bind_mw_req(
+                10,
+                softverbs_transport::MwBindReq {
+                    mw_rkey: 0x500,
+                    new_rkey: Some(0x5ff),
+                    mr_lkey: 0x300,
+                    addr: 0x7000,
+                    len: 4096,
+                    access: Access::REMOTE_WRITE | Access::REMOTE_READ,
+                },
+            )
+            .signaled(),
+            SendWr::bind_mw_req(
+                11,
+                softverbs_transport::MwBindReq {
+                    mw_rkey: 0x500,
+                    new_rkey: None,
+                    mr_lkey: u32::MAX,
+                    addr: 1,
+                    len: 2,
+                    access: Access::REMOTE_ATOMIC,
+                },
+            ),
+        ] {
+            encode_send(&wr, &mut slot).unwrap();
+            assert_eq!(decode_send(&slot, 2, 64).unwrap(), wr);
+        }
         let r = RecvWr {
             wr_id: 5,
             sgl: vec![Sge {

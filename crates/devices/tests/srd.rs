@@ -368,6 +368,118 @@ fn one_srd_qp_reaches_two_peers() {
     assert_eq!(a.dev.srd_counters().unwrap().pdcs_opened, 2);
 }
 
+/// Moving an SRD QP to ERR flushes its outstanding send WQEs (in posting
+/// order: one partly on the wire, others not started) and its receive
+/// WQEs with WR_FLUSH_ERR; work requests posted in ERR are flushed at
+/// once; requests from a peer are not delivered; RESET brings it back.
+#[test]
+fn moving_to_err_flushes_outstanding_sends_and_receives() {
+    let a = Side::new("efa_fl_a", srd_cfg("efa_fl_a", 40), 1 << 20);
+    let b = Side::new("efa_fl_b", srd_cfg("efa_fl_b", 41), 1 << 16);
+    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
+    // Nothing listens at .42: sends there stay outstanding.
+    let dead = softverbs_transport::UdDest {
+        dgid: Gid::from_ipv4(Ipv4Addr::new(127, 0, 5, 42)),
+        remote_qpn: 17,
+        remote_qkey: QKEY,
+    };
+    for id in 1..=3u64 {
+        a.post_recv(&qa, 100 + id, id * 4096, 4096);
+    }
+    // 512 KiB: far more packets than the initial congestion window sends.
+    a.post_send(
+        &qa,
+        SendWr::write(1, a.sge(0, 512 * 1024), 0x1000, 0x99)
+            .to(dead)
+            .signaled(),
+    );
+    a.post_send(&qa, SendWr::send(2, a.sge(0, 64)).to(dead)); // unsignaled: flushed too
+    a.post_send(
+        &qa,
+        SendWr::read(3, a.sge(8192, 64), 0x1000, 0x99)
+            .to(dead)
+            .signaled(),
+    );
+    assert!(a.wait(0, SEC5).is_empty());
+
+    a.uctx
+        .modify_qp(
+            qa.handle,
+            &ModifyAttrs {
+                qp_state: Some(QpState::Err),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let wcs = a.wait(6, SEC5);
+    assert!(
+        wcs.iter()
+            .all(|w| w.status == WcStatus::WrFlushErr && w.qp_num == qa.qpn),
+        "{wcs:?}"
+    );
+    let of = |q: softverbs_transport::WcQueue| {
+        wcs.iter()
+            .filter(|w| w.queue == q)
+            .map(|w| (w.wr_id, w.opcode))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(softverbs_transport::WcQueue::Send),
+        [
+            (1, WcOpcode::RdmaWrite),
+            (2, WcOpcode::Send),
+            (3, WcOpcode::RdmaRead)
+        ]
+    );
+    assert_eq!(
+        of(softverbs_transport::WcQueue::Recv),
+        [
+            (101, WcOpcode::Recv),
+            (102, WcOpcode::Recv),
+            (103, WcOpcode::Recv)
+        ]
+    );
+
+    // Posted in ERR: flushed at once.
+    a.post_send(&qa, SendWr::send(4, a.sge(0, 8)).to(dead).signaled());
+    a.post_recv(&qa, 104, 0, 64);
+    let wcs = a.wait(2, SEC5);
+    let mut got: Vec<_> = wcs.iter().map(|w| (w.wr_id, w.status)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [(4, WcStatus::WrFlushErr), (104, WcStatus::WrFlushErr)]
+    );
+
+    // A peer's SEND to the QP in ERR is not delivered.
+    let to_a = softverbs_transport::UdDest {
+        dgid: b.ah_to(&a).dgid,
+        remote_qpn: qa.qpn,
+        remote_qkey: QKEY,
+    };
+    b.post_send(&qb, SendWr::send(5, b.sge(0, 16)).to(to_a).signaled());
+    let wc = &b.wait(1, SEC5)[0];
+    assert_ne!(wc.status, WcStatus::Success, "{wc:?}");
+    assert!(a.wait(0, SEC5).is_empty());
+
+    // RESET, back up: it receives again, and nothing stale completes.
+    a.uctx
+        .modify_qp(
+            qa.handle,
+            &ModifyAttrs {
+                qp_state: Some(QpState::Reset),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    a.ready(&qa);
+    a.post_recv(&qa, 105, 0, 64);
+    b.post_send(&qb, SendWr::send(6, b.sge(0, 16)).to(to_a).signaled());
+    let wc = &a.wait(1, SEC5)[0];
+    assert_eq!((wc.wr_id, wc.status), (105, WcStatus::Success));
+    assert_eq!(b.wait(1, SEC5)[0].status, WcStatus::Success);
+}
+
 #[test]
 fn rc_and_uc_are_refused_up_front() {
     let a = Side::new("efa_h", srd_cfg("efa_h", 8), 4096);

@@ -212,6 +212,8 @@ pub(crate) fn wc_to_c(w: &Wc) -> sys::ibv_wc {
             WcOpcode::FetchAdd => sys::IBV_WC_FETCH_ADD,
             WcOpcode::Recv => sys::IBV_WC_RECV,
             WcOpcode::RecvRdmaWithImm => sys::IBV_WC_RECV_RDMA_WITH_IMM,
+            WcOpcode::LocalInv => sys::IBV_WC_LOCAL_INV,
+            WcOpcode::BindMw => sys::IBV_WC_BIND_MW,
         },
         byte_len: w.byte_len,
         qp_num: w.qp_num,

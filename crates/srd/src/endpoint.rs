@@ -143,6 +143,9 @@ struct SrdQp {
     cfg: SrdQpConfig,
     rq: RecvQueue,
     outstanding: usize,
+    /// In the error state ([`SrdEndpoint::flush_qp`]): work requests
+    /// complete at once with `WR_FLUSH_ERR`, requests for it are refused.
+    error: bool,
 }
 
 enum Outcome {
@@ -221,9 +224,124 @@ impl SrdEndpoint {
                 rq: RecvQueue::new(cfg.max_recv_wr),
                 cfg,
                 outstanding: 0,
+                error: false,
             },
         );
         Ok(())
+    }
+
+    /// Moves QP `qpn` to the error state (`modify_qp` to ERR): every send
+    /// WQE it has outstanding and every receive WQE it holds completes now
+    /// with `WR_FLUSH_ERR` (vendor error `FLUSHED`), sends in the order
+    /// they were posted, then receives. A message already partly on the
+    /// wire has its remaining packets sent flagged "initiator error", so
+    /// the target consumes their PSNs without delivering; its late
+    /// acknowledgements complete nothing. Later work requests complete at
+    /// once with `WR_FLUSH_ERR`; requests that arrive for the QP are
+    /// refused (`NO_MATCH`). Returns whether the QP exists.
+    pub fn flush_qp(&mut self, now: Instant, qpn: u32) -> bool {
+        let Some(qp) = self.qps.get_mut(&qpn) else {
+            return false;
+        };
+        qp.error = true;
+        let recvs: Vec<RecvWr> = qp.rq.drain().collect();
+        let mut sends = Vec::new();
+        for p in self.pdcs.iter_mut().flatten() {
+            let mine: Vec<u16> = p
+                .msgs
+                .iter()
+                .filter(|(_, m)| m.qpn == qpn && !m.done)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in mine {
+                let m = p.msgs.get_mut(&id).expect("listed above");
+                let wr_id = m.wr_id;
+                let opcode = opcode_of(m.op);
+                let posted_at = m.posted_at;
+                if m.started {
+                    m.done = true;
+                    m.abandon = true;
+                    m.failed = Some((WcStatus::WrFlushErr, vendor::FLUSHED));
+                    if m.all_sent && m.unacked == 0 {
+                        p.msgs.remove(&id);
+                    }
+                } else {
+                    p.msgs.remove(&id);
+                    p.send_q.retain(|&q| q != id);
+                }
+                sends.push((posted_at, wr_id, opcode, p.peer));
+            }
+        }
+        // Posting order (stable: messages of one context are in order).
+        sends.sort_by_key(|&(at, ..)| at);
+        qp.outstanding = 0;
+        for (at, wr_id, opcode, peer) in sends {
+            self.push_flush(
+                qpn,
+                wr_id,
+                opcode,
+                WcQueue::Send,
+                peer,
+                now.saturating_since(at),
+            );
+        }
+        for wr in recvs {
+            self.push_flush(
+                qpn,
+                wr.wr_id,
+                WcOpcode::Recv,
+                WcQueue::Recv,
+                Gid::default(),
+                Duration::ZERO,
+            );
+        }
+        true
+    }
+
+    /// Takes QP `qpn` out of the error state (`modify_qp` to RESET, then
+    /// back up): it sends and receives again. Returns whether it exists.
+    pub fn reset_qp(&mut self, qpn: u32) -> bool {
+        let Some(qp) = self.qps.get_mut(&qpn) else {
+            return false;
+        };
+        qp.error = false;
+        qp.rq.drain().for_each(drop);
+        true
+    }
+
+    /// Whether QP `qpn` is in the error state.
+    pub fn qp_in_error(&self, qpn: u32) -> bool {
+        self.qps.get(&qpn).is_some_and(|q| q.error)
+    }
+
+    fn push_flush(
+        &mut self,
+        qpn: u32,
+        wr_id: u64,
+        opcode: WcOpcode,
+        queue: WcQueue,
+        src: Gid,
+        latency: Duration,
+    ) {
+        self.completions.push_back(SrdCompletion {
+            wc: Completion {
+                wr_id,
+                status: WcStatus::WrFlushErr,
+                opcode,
+                queue,
+                qp_num: qpn,
+                byte_len: 0,
+                imm: None,
+                invalidated_rkey: None,
+                src_qp: 0,
+                grh: false,
+                solicited: false,
+            },
+            vendor_err: vendor::FLUSHED,
+            unsolicited: false,
+            src,
+            latency,
+        });
     }
 
     /// Destroys an SRD QP: its receive WQEs are dropped without
@@ -315,7 +433,7 @@ impl SrdEndpoint {
             },
             _ => {
                 return Err(PostError::Invalid(
-                    "SRD has no atomics or SEND with invalidate",
+                    "SRD has no atomics, SEND with invalidate, LOCAL_INV or BIND_MW",
                 ))
             }
         };
@@ -330,6 +448,19 @@ impl SrdEndpoint {
                 return Err(PostError::Invalid("an RDMA READ cannot be inline"))
             }
             _ => {}
+        }
+        if qp.error {
+            // IBTA 10.8.3.1: a WR posted in the error state is flushed.
+            let opcode = opcode_of(op);
+            self.push_flush(
+                qpn,
+                wr.wr_id,
+                opcode,
+                WcQueue::Send,
+                dest.dgid,
+                Duration::ZERO,
+            );
+            return Ok(());
         }
         if qp.outstanding >= qp.cfg.max_send_wr {
             return Err(PostError::QueueFull);
@@ -388,6 +519,18 @@ impl SrdEndpoint {
             .qps
             .get_mut(&qpn)
             .ok_or(PostError::Invalid("no such SRD QP"))?;
+        if qp.error {
+            let id = wr.wr_id;
+            self.push_flush(
+                qpn,
+                id,
+                WcOpcode::Recv,
+                WcQueue::Recv,
+                Gid::default(),
+                Duration::ZERO,
+            );
+            return Ok(());
+        }
         qp.rq.push(wr).map_err(|_| PostError::QueueFull)
     }
 
@@ -688,7 +831,7 @@ impl SrdEndpoint {
             let qpn = (u32::from(s.pid_on_fep) << 12) | u32::from(s.resource_index);
             let qkey = (s.memory_key >> 32) as u32;
             let rc = match self.qps.get(&qpn) {
-                Some(qp) if qp.cfg.qkey == qkey => ReturnCode::OK,
+                Some(qp) if qp.cfg.qkey == qkey && !qp.error => ReturnCode::OK,
                 _ => ReturnCode::NO_MATCH,
             };
             pdc.in_msgs.insert(
@@ -1625,6 +1768,15 @@ impl SrdEndpoint {
             src_port: ENTROPY_BASE_PORT + path,
             len,
         })
+    }
+}
+
+/// The completion opcode of an outgoing message.
+fn opcode_of(op: MsgOp) -> WcOpcode {
+    match op {
+        MsgOp::Send { .. } => WcOpcode::Send,
+        MsgOp::Write { .. } => WcOpcode::RdmaWrite,
+        MsgOp::Read { .. } => WcOpcode::RdmaRead,
     }
 }
 

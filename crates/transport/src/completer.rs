@@ -146,6 +146,9 @@ impl Qp {
             if !w.started {
                 break;
             }
+            if w.wr.op.is_local() {
+                continue; // executed, holds no PSN
+            }
             if w.needs_response() && !w.done {
                 let next = psn_add(w.first_psn, w.resp_pkts);
                 if psn_diff(psn, next) >= 0 {
@@ -218,7 +221,10 @@ impl Qp {
             .sq
             .iter()
             .position(|w| {
-                w.started && psn_diff(psn, w.first_psn) >= 0 && psn_diff(psn, w.last_psn) <= 0
+                w.started
+                    && !w.wr.op.is_local()
+                    && psn_diff(psn, w.first_psn) >= 0
+                    && psn_diff(psn, w.last_psn) <= 0
             })
             .unwrap_or(0);
         self.fail_wqe(idx, status);

@@ -43,7 +43,7 @@ mod wc;
 mod wr;
 
 pub use counters::QpCounters;
-pub use memory::{Access, AtomicOp, MemError, MemKey, Memory, NoMemory};
+pub use memory::{Access, AtomicOp, MemError, MemKey, Memory, MwBindReq, NoMemory};
 pub use qp::{
     Ctx, Incoming, ModifyQp, Mtu, PostError, Qp, QpAttrs, QpConfig, QpEvent, QpState, QpType,
     Transmit, MAX_HEADER_LEN,
@@ -51,4 +51,4 @@ pub use qp::{
 pub use recv::RecvQueue;
 pub use time::{ack_timeout, rnr_delay, Instant};
 pub use wc::{Completion, WcOpcode, WcQueue, WcStatus};
-pub use wr::{sgl_len, Payload, RecvWr, SendFlags, SendOp, SendWr, Sge, UdDest};
+pub use wr::{inc_rkey, sgl_len, Payload, RecvWr, SendFlags, SendOp, SendWr, Sge, UdDest};

@@ -96,6 +96,25 @@ impl fmt::Display for MemError {
 
 impl std::error::Error for MemError {}
 
+/// A memory window bind (BIND_MW), as the requester hands it to
+/// [`Memory::bind_mw`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MwBindReq {
+    /// The window: its current rkey (or the one `alloc_mw` gave).
+    pub mw_rkey: u32,
+    /// The key the window takes: its low 8 bits become the window's key
+    /// byte; `None`: the memory picks the next one.
+    pub new_rkey: Option<u32>,
+    /// The region bound to.
+    pub mr_lkey: u32,
+    /// Start address inside the region.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Remote rights granted through the window.
+    pub access: Access,
+}
+
 /// The memory of one protection domain as an engine sees it.
 ///
 /// Every method checks the key, the bounds and the access the operation
@@ -116,6 +135,17 @@ pub trait Memory {
     /// invalidate, IBTA 10.6.6.2). Errors if the key is unknown or may not be
     /// invalidated remotely.
     fn invalidate(&mut self, rkey: u32) -> Result<(), MemError>;
+    /// Bind a type 2 memory window for the QP this memory is seen through
+    /// (BIND_MW, IBTA 10.6.7.2): checks the window (type 2, unbound, this
+    /// PD), the region (this PD, `MW_BIND`, `LOCAL_WRITE` when remote write
+    /// or atomic rights are granted) and the range (inside the region).
+    /// Returns the window's new rkey. A failed call changes nothing.
+    ///
+    /// The default refuses: memories without windows need not implement it.
+    fn bind_mw(&mut self, bind: &MwBindReq) -> Result<u32, MemError> {
+        let _ = bind;
+        Err(MemError::InvalidKey)
+    }
 }
 
 /// A memory with no regions: every key is unknown. Useful for QPs that only

@@ -517,10 +517,18 @@ impl Qp {
                 }
             }
             (QpType::Ud, _) => return Err(PostError::Invalid("UD QPs only SEND")),
-            (QpType::Uc, Send | SendWithImm { .. } | Write { .. } | WriteWithImm { .. }) => {}
+            (
+                QpType::Uc,
+                Send
+                | SendWithImm { .. }
+                | Write { .. }
+                | WriteWithImm { .. }
+                | LocalInv { .. }
+                | BindMw { .. },
+            ) => {}
             (QpType::Uc, _) => {
                 return Err(PostError::Invalid(
-                    "UC QPs support SEND and RDMA WRITE only",
+                    "UC QPs support SEND, RDMA WRITE, LOCAL_INV and BIND_MW only",
                 ))
             }
             (QpType::Rc, CompareSwap { .. } | FetchAdd { .. }) => {
@@ -531,6 +539,11 @@ impl Qp {
                 }
             }
             (QpType::Rc, _) => {}
+        }
+        if wr.op.is_local() && !wr.payload.is_empty() {
+            return Err(PostError::Invalid(
+                "LOCAL_INV and BIND_MW carry no data: give them no SGEs",
+            ));
         }
         if wr.payload.len() > u64::from(u32::MAX) {
             return Err(PostError::Invalid("a message is at most 2^32 - 1 bytes"));

@@ -68,6 +68,8 @@ impl SendWqe {
             SendOp::Read { .. } => WcOpcode::RdmaRead,
             SendOp::CompareSwap { .. } => WcOpcode::CompSwap,
             SendOp::FetchAdd { .. } => WcOpcode::FetchAdd,
+            SendOp::LocalInv { .. } => WcOpcode::LocalInv,
+            SendOp::BindMw { .. } => WcOpcode::BindMw,
         }
     }
 
@@ -136,6 +138,9 @@ impl RequesterState {
             if !w.started {
                 break;
             }
+            if w.wr.op.is_local() {
+                continue; // holds no PSN
+            }
             let from_first = psn_diff(psn, w.first_psn);
             if from_first < 0 || psn_diff(psn, w.last_psn) > 0 {
                 continue;
@@ -173,6 +178,7 @@ impl Qp {
             }
             _ => return None,
         }
+        self.run_local_ops(ctx)?;
         let rc = self.cfg.qp_type == QpType::Rc;
         if rc && !self.may_send_rc(self.req.cur)? {
             return None;
@@ -255,6 +261,68 @@ impl Qp {
             src_port: self.src_port(),
             len,
         })
+    }
+
+    /// Execute the local operations (LOCAL_INV, BIND_MW) the requester has
+    /// reached, as rxe's `rxe_do_local_ops`: each runs once, sends nothing
+    /// and completes in order with the WQEs before it. Returns `Some` when
+    /// the WQE at `cur` is one that sends packets, `None` when there is
+    /// none, a local operation must wait, or one failed (the QP is then in
+    /// error).
+    fn run_local_ops(&mut self, ctx: &mut Ctx<'_>) -> Option<()> {
+        loop {
+            let idx = self.req.cur;
+            let wqe = self.req.sq.get(idx)?;
+            if !wqe.wr.op.is_local() {
+                return Some(());
+            }
+            if wqe.done {
+                // Executed before a go-back-N rewind: not again.
+                self.req.cur += 1;
+                continue;
+            }
+            let ready = match wqe.wr.op {
+                // The local invalidate fence (IBTA 10.6.5.1; rxe makes it
+                // mandatory): every earlier WQE has completed, so nothing
+                // in flight still uses the key.
+                SendOp::LocalInv { .. } => idx == 0,
+                // IBV_SEND_FENCE: earlier READs and atomics have completed.
+                _ if wqe.wr.flags.fence => !self
+                    .req
+                    .sq
+                    .iter()
+                    .take(idx)
+                    .any(|w| w.needs_response() && !w.done),
+                _ => true,
+            };
+            if !ready {
+                return None;
+            }
+            let (res, err) = match wqe.wr.op {
+                SendOp::LocalInv { rkey } => (ctx.mem.invalidate(rkey), WcStatus::LocQpOpErr),
+                op => {
+                    let bind = op
+                        .mw_bind()
+                        .expect("a local op that is not LOCAL_INV binds");
+                    (ctx.mem.bind_mw(&bind).map(|_| ()), WcStatus::MwBindErr)
+                }
+            };
+            if res.is_err() {
+                self.fail_wqe(idx, err);
+                return None;
+            }
+            // It occupies no PSN; give it the last one sent, so PSN walks
+            // over the queue stay ordered.
+            let psn = psn_add(self.req.psn, softverbs_wire::psn::PSN_MASK);
+            let w = &mut self.req.sq[idx];
+            w.started = true;
+            w.sent_all = true;
+            w.done = true;
+            w.first_psn = psn;
+            w.last_psn = psn;
+            self.req.cur += 1;
+            self.complete_ready();
+        }
     }
 
     /// Whether RC flow rules allow the WQE at `idx` to send its next packet:
@@ -580,5 +648,8 @@ fn request_opcode(
                 compare: 0,
             }),
         ),
+        SendOp::LocalInv { .. } | SendOp::BindMw { .. } => {
+            unreachable!("local operations are executed by run_local_ops and send no packet")
+        }
     }
 }

@@ -84,6 +84,10 @@ pub enum WcOpcode {
     CompSwap,
     /// A fetch and add.
     FetchAdd,
+    /// A LOCAL_INV (`IBV_WC_LOCAL_INV`).
+    LocalInv,
+    /// A BIND_MW (`IBV_WC_BIND_MW`).
+    BindMw,
     /// A received SEND.
     Recv,
     /// A received RDMA WRITE with immediate.

@@ -3,6 +3,8 @@
 
 use softverbs_wire::Gid;
 
+use crate::memory::{Access, MwBindReq};
+
 /// A scatter/gather element: `length` bytes at `addr` of the region `lkey`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Sge {
@@ -78,6 +80,37 @@ pub enum SendOp {
         /// Addend.
         add: u64,
     },
+    /// LOCAL_INV (`IBV_WR_LOCAL_INV`, RC and UC): invalidate the region or
+    /// type 2 window `rkey` of the QP's protection domain. A local
+    /// operation: it sends nothing and, as rxe's local invalidate fence
+    /// (IBTA 10.6.5.1), runs only once every earlier work request of the
+    /// send queue has completed. Failure completes it with `LOC_QP_OP_ERR`.
+    LocalInv {
+        /// The key to invalidate.
+        rkey: u32,
+    },
+    /// BIND_MW (`IBV_WR_BIND_MW`, RC and UC): bind the type 2 window
+    /// `mw_rkey` to `len` bytes at `addr` of the region `mr_lkey`, for
+    /// remote access through this QP only. A local operation: it runs when
+    /// the requester reaches it (after earlier READs and atomics with
+    /// [`SendFlags::fence`]) and completes in order; a bind the region does
+    /// not allow completes with `MW_BIND_ERR`.
+    BindMw {
+        /// The window (its current rkey, or the rkey `alloc_mw` gave).
+        mw_rkey: u32,
+        /// The rkey the window takes: its low 8 bits replace the window's
+        /// key byte (`ibv_inc_rkey`); `None`: the device picks the next one.
+        new_rkey: Option<u32>,
+        /// The region.
+        mr_lkey: u32,
+        /// Start address inside the region.
+        addr: u64,
+        /// Length in bytes (at least 1).
+        len: u64,
+        /// Remote rights granted through the window (`REMOTE_READ`,
+        /// `REMOTE_WRITE`, `REMOTE_ATOMIC`).
+        access: Access,
+    },
 }
 
 impl SendOp {
@@ -94,6 +127,40 @@ impl SendOp {
     pub fn is_atomic(&self) -> bool {
         matches!(self, SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. })
     }
+
+    /// True for the local operations (LOCAL_INV, BIND_MW): executed by the
+    /// requester when it reaches them, without a packet.
+    pub fn is_local(&self) -> bool {
+        matches!(self, SendOp::LocalInv { .. } | SendOp::BindMw { .. })
+    }
+
+    /// The bind a BIND_MW asks for.
+    pub fn mw_bind(&self) -> Option<MwBindReq> {
+        match *self {
+            SendOp::BindMw {
+                mw_rkey,
+                new_rkey,
+                mr_lkey,
+                addr,
+                len,
+                access,
+            } => Some(MwBindReq {
+                mw_rkey,
+                new_rkey,
+                mr_lkey,
+                addr,
+                len,
+                access,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The rkey that follows `rkey`: the same index, the key byte plus one
+/// (`ibv_inc_rkey`).
+pub fn inc_rkey(rkey: u32) -> u32 {
+    (rkey & !0xff) | (rkey.wrapping_add(1) & 0xff)
 }
 
 /// `ibv_send_flags`.
@@ -185,6 +252,43 @@ impl SendWr {
     /// A SEND with immediate data.
     pub fn send_with_imm(wr_id: u64, sge: Sge, imm: u32) -> Self {
         Self::with(wr_id, SendOp::SendWithImm { imm }, Payload::Sgl(vec![sge]))
+    }
+
+    /// A SEND with invalidate (RC): the responder invalidates `rkey` — a
+    /// region or type 2 window of its protection domain — before the
+    /// receive completes (`IBV_WR_SEND_WITH_INV`).
+    pub fn send_with_inv(wr_id: u64, sge: Sge, rkey: u32) -> Self {
+        Self::with(wr_id, SendOp::SendWithInv { rkey }, Payload::Sgl(vec![sge]))
+    }
+
+    /// A LOCAL_INV of `rkey` (see [`SendOp::LocalInv`]).
+    pub fn local_inv(wr_id: u64, rkey: u32) -> Self {
+        Self::with(wr_id, SendOp::LocalInv { rkey }, Payload::Sgl(Vec::new()))
+    }
+
+    /// A BIND_MW from its parts (see [`SendOp::BindMw`]; the verbs crate
+    /// offers a builder from a window and a region).
+    pub fn bind_mw_req(wr_id: u64, bind: MwBindReq) -> Self {
+        let MwBindReq {
+            mw_rkey,
+            new_rkey,
+            mr_lkey,
+            addr,
+            len,
+            access,
+        } = bind;
+        Self::with(
+            wr_id,
+            SendOp::BindMw {
+                mw_rkey,
+                new_rkey,
+                mr_lkey,
+                addr,
+                len,
+                access,
+            },
+            Payload::Sgl(Vec::new()),
+        )
     }
 
     /// A SEND of bytes copied now (`IBV_SEND_INLINE`).

@@ -20,6 +20,9 @@ pub struct Region {
 #[derive(Default)]
 pub struct TestMem {
     pub regions: HashMap<u32, Region>,
+    /// BIND_MW requests executed, in order (windows are not modelled:
+    /// a bind succeeds when its region exists).
+    pub binds: Vec<MwBindReq>,
 }
 
 impl TestMem {
@@ -133,6 +136,13 @@ impl Memory for TestMem {
             .remove(&rkey)
             .map(|_| ())
             .ok_or(MemError::InvalidKey)
+    }
+    fn bind_mw(&mut self, bind: &MwBindReq) -> Result<u32, MemError> {
+        if !self.regions.contains_key(&bind.mr_lkey) {
+            return Err(MemError::InvalidKey);
+        }
+        self.binds.push(*bind);
+        Ok(bind.new_rkey.unwrap_or_else(|| inc_rkey(bind.mw_rkey)))
     }
 }
 

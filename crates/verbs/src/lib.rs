@@ -56,7 +56,7 @@ pub use async_cq::{AsyncCompletionChannel, AsyncCq};
 pub use context::Context;
 pub use cq::{CompletionChannel, Cq};
 pub use device::{counters, devices, resources, DeviceInfo};
-pub use mr::{Mr, Mw};
+pub use mr::{Mr, Mw, SendWrExt};
 pub use pd::{Ah, Pd};
 pub use qp::{ConnectOptions, Endpoint, Qp, QpInitAttr};
 pub use srq::Srq;

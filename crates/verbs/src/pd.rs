@@ -83,6 +83,7 @@ impl Pd {
                 pd: self.inner.clone(),
                 r,
                 rkey: std::sync::atomic::AtomicU32::new(0),
+                ty: mw_type,
             }),
         })
     }

@@ -291,8 +291,11 @@ impl Qp {
     /// Invalidate `rkey` — a region or a bound type 2 window of this QP's
     /// protection domain — so that no peer can use it any more
     /// (`IBV_WR_LOCAL_INV`). Soft devices do it at once: it takes effect
-    /// before this returns and posts no completion. A type 1 window is
-    /// invalidated by binding it with length 0 ([`crate::Mw::bind`]).
+    /// before this returns and posts no completion, whatever is still on
+    /// the send queue. To invalidate in order with the send queue (after
+    /// every earlier work request has completed) and get a completion,
+    /// post [`SendWr::local_inv`] instead. A type 1 window is invalidated
+    /// by binding it with length 0 ([`crate::Mw::bind`]).
     ///
     /// ```no_run
     /// # use softverbs::*;

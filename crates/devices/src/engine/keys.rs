@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use softverbs_core::driver::{MwBind, MwType};
 use softverbs_core::mem::Backing;
 use softverbs_core::VerbsError;
-use softverbs_transport::{Access, AtomicOp, MemError, MemKey, Memory};
+use softverbs_transport::{Access, AtomicOp, MemError, MemKey, Memory, MwBindReq};
 
 /// The largest table index (24 bits).
 const MAX_INDEX: u32 = 0x00ff_ffff;
@@ -68,6 +68,33 @@ pub(crate) struct Mw {
 pub(crate) enum KeyObj {
     Mr(Mr),
     Mw(Mw),
+}
+
+/// Why a bind failed: the verbs error for the bind verb, the memory error
+/// (a `MW_BIND_ERR` completion) for a BIND_MW work request.
+#[derive(Debug)]
+enum BindError {
+    NotFound(String),
+    State(String),
+    Invalid(String, MemError),
+}
+
+impl BindError {
+    fn into_verbs(self) -> VerbsError {
+        match self {
+            BindError::NotFound(w) => VerbsError::NotFound(w),
+            BindError::State(w) => VerbsError::InvalidState(w),
+            BindError::Invalid(w, _) => VerbsError::invalid(w),
+        }
+    }
+
+    fn mem(self) -> MemError {
+        match self {
+            BindError::NotFound(_) => MemError::InvalidKey,
+            BindError::State(_) => MemError::AccessDenied,
+            BindError::Invalid(_, e) => e,
+        }
+    }
 }
 
 /// All regions and windows of a device.
@@ -213,7 +240,14 @@ impl KeyTable {
         Ok(())
     }
 
-    /// Bind window `mw_rkey` for a QP of `pd` (`qpn`); returns the new rkey.
+    /// The type of the window `key` names (its current or its allocation
+    /// key), if it names one.
+    pub(crate) fn mw_type(&mut self, key: u32) -> Option<MwType> {
+        self.mw_mut(key).map(|w| w.ty)
+    }
+
+    /// Bind window `mw_rkey` for a QP of `pd` (`qpn`) through the bind verb
+    /// (`ibv_bind_mw`); returns the new rkey.
     pub(crate) fn bind_mw(
         &mut self,
         pd: u32,
@@ -221,6 +255,33 @@ impl KeyTable {
         mw_rkey: u32,
         bind: &MwBind,
     ) -> Result<u32, VerbsError> {
+        self.try_bind(pd, qpn, mw_rkey, None, bind, false)
+            .map_err(BindError::into_verbs)
+    }
+
+    /// Bind a type 2 window by a BIND_MW work request of QP `qpn` (of
+    /// `pd`): the key byte of the new rkey is `new_key`'s, or the next one.
+    pub(crate) fn bind_mw_wr(
+        &mut self,
+        pd: u32,
+        qpn: u32,
+        mw_rkey: u32,
+        new_key: Option<u8>,
+        bind: &MwBind,
+    ) -> Result<u32, MemError> {
+        self.try_bind(pd, qpn, mw_rkey, new_key, bind, true)
+            .map_err(|e| e.mem())
+    }
+
+    fn try_bind(
+        &mut self,
+        pd: u32,
+        qpn: u32,
+        mw_rkey: u32,
+        new_key: Option<u8>,
+        bind: &MwBind,
+        by_wr: bool,
+    ) -> Result<u32, BindError> {
         let MwBind {
             mr_lkey,
             addr,
@@ -229,58 +290,81 @@ impl KeyTable {
         } = *bind;
         let remote = Access::REMOTE_READ | Access::REMOTE_WRITE | Access::REMOTE_ATOMIC;
         if access.0 & !remote.0 != 0 {
-            return Err(VerbsError::invalid(
-                "a window grants remote rights only (REMOTE_READ, REMOTE_WRITE, REMOTE_ATOMIC)",
+            return Err(BindError::Invalid(
+                "a window grants remote rights only (REMOTE_READ, REMOTE_WRITE, REMOTE_ATOMIC)"
+                    .into(),
+                MemError::AccessDenied,
             ));
         }
         let mw = self
             .mw_mut(mw_rkey)
-            .ok_or_else(|| VerbsError::NotFound(format!("memory window with rkey {mw_rkey:#x}")))?;
+            .ok_or_else(|| BindError::NotFound(format!("memory window with rkey {mw_rkey:#x}")))?;
         if mw.pd != pd {
-            return Err(VerbsError::invalid(
-                "the memory window belongs to another protection domain than the QP",
+            return Err(BindError::Invalid(
+                "the memory window belongs to another protection domain than the QP".into(),
+                MemError::InvalidKey,
             ));
         }
         let ty = mw.ty;
+        if by_wr && ty == MwType::Type1 {
+            return Err(BindError::Invalid(
+                "a type 1 memory window is bound with ibv_bind_mw, not a BIND_MW work request"
+                    .into(),
+                MemError::AccessDenied,
+            ));
+        }
         if ty == MwType::Type2 && mw.bound.is_some() {
-            return Err(VerbsError::InvalidState(
+            return Err(BindError::State(
                 "a type 2 memory window is bound; invalidate it before binding it again".into(),
+            ));
+        }
+        if ty == MwType::Type2 && len == 0 {
+            // o10-37.2.40: a type 2 window is unbound by invalidation only.
+            return Err(BindError::Invalid(
+                "a type 2 memory window cannot be bound with length 0 (invalidate it instead)"
+                    .into(),
+                MemError::OutOfBounds,
             ));
         }
         let mw_index = index_of(mw_rkey);
         let unbinding = ty == MwType::Type1 && len == 0;
         if !unbinding {
             let mr = self.mr(mr_lkey).ok_or_else(|| {
-                VerbsError::NotFound(format!("memory region with lkey {mr_lkey:#x}"))
+                BindError::NotFound(format!("memory region with lkey {mr_lkey:#x}"))
             })?;
             if mr.pd != pd {
-                return Err(VerbsError::invalid(
-                    "the memory region belongs to another protection domain than the window",
+                return Err(BindError::Invalid(
+                    "the memory region belongs to another protection domain than the window".into(),
+                    MemError::InvalidKey,
                 ));
             }
             if !mr.valid {
-                return Err(VerbsError::InvalidState(
-                    "the memory region was invalidated".into(),
-                ));
+                return Err(BindError::State("the memory region was invalidated".into()));
             }
             if !mr.access.contains(Access::MW_BIND) {
-                return Err(VerbsError::invalid(
-                    "the memory region was not registered with MW_BIND access",
+                return Err(BindError::Invalid(
+                    "the memory region was not registered with MW_BIND access".into(),
+                    MemError::AccessDenied,
                 ));
             }
             if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
                 && !mr.access.contains(Access::LOCAL_WRITE)
             {
-                return Err(VerbsError::invalid(
-                    "remote write or atomic rights through a window need LOCAL_WRITE on the region",
+                return Err(BindError::Invalid(
+                    "remote write or atomic rights through a window need LOCAL_WRITE on the region"
+                        .into(),
+                    MemError::AccessDenied,
                 ));
             }
             if !bounds(mr.addr(), mr.len(), addr, len) {
-                return Err(VerbsError::invalid(format!(
-                    "the window [{addr:#x}, +{len}) lies outside the region [{:#x}, +{})",
-                    mr.addr(),
-                    mr.len()
-                )));
+                return Err(BindError::Invalid(
+                    format!(
+                        "the window [{addr:#x}, +{len}) lies outside the region [{:#x}, +{})",
+                        mr.addr(),
+                        mr.len()
+                    ),
+                    MemError::OutOfBounds,
+                ));
             }
         }
         self.unbind(mw_index);
@@ -288,7 +372,8 @@ impl KeyTable {
         let Some(KeyObj::Mw(mw)) = self.objs.get_mut(&mw_index) else {
             unreachable!("checked above");
         };
-        let new_key = mw_index << 8 | ((mw.key & 0xff) + 1) & 0xff;
+        let key = new_key.map_or(((mw.key & 0xff) + 1) & 0xff, u32::from);
+        let new_key = mw_index << 8 | key;
         mw.key = new_key;
         if !unbinding {
             mw.bound = Some(MwBinding {
@@ -454,6 +539,18 @@ impl Memory for PdMemory<'_> {
 
     fn invalidate(&mut self, rkey: u32) -> Result<(), MemError> {
         self.keys.invalidate(self.pd, rkey)
+    }
+
+    fn bind_mw(&mut self, b: &MwBindReq) -> Result<u32, MemError> {
+        let bind = MwBind {
+            mr_lkey: b.mr_lkey,
+            addr: b.addr,
+            len: b.len,
+            access: b.access,
+        };
+        let new_key = b.new_rkey.map(|k| (k & 0xff) as u8);
+        self.keys
+            .bind_mw_wr(self.pd, self.qpn, b.mw_rkey, new_key, &bind)
     }
 }
 

@@ -690,6 +690,7 @@ impl SoftDevice {
             SendOp::Write { .. } | SendOp::WriteWithImm { .. } => ops.rdma_write,
             SendOp::Read { .. } => ops.rdma_read,
             SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. } => ops.atomics,
+            SendOp::LocalInv { .. } | SendOp::BindMw { .. } => ops.memory_windows,
         };
         if ok {
             Ok(())
@@ -1112,6 +1113,14 @@ impl Driver for SoftDevice {
         let now = self.shared.now();
         let mut st = self.lock();
         let b = st.meta(qpn)?.backend;
+        if let SendOp::BindMw { mw_rkey, .. } = wr.op {
+            if st.keys.mw_type(mw_rkey) == Some(MwType::Type1) {
+                return Err(VerbsError::invalid(format!(
+                    "QP {qpn:#x}: memory window {mw_rkey:#x} is of type 1, bound with the bind verb \
+                     (ibv_bind_mw, Mw::bind); a BIND_MW work request binds type 2 windows"
+                )));
+            }
+        }
         let port = &ports[b];
         st.backends[b]
             .post_send(now, qpn, wr)

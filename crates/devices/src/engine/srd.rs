@@ -155,7 +155,7 @@ impl Backend for SrdBackend {
         QpCounters::default()
     }
 
-    fn modify_qp(&mut self, _now: Instant, qpn: u32, m: &ModifyQp) -> Result<()> {
+    fn modify_qp(&mut self, now: Instant, qpn: u32, m: &ModifyQp) -> Result<()> {
         let q = self
             .qps
             .get_mut(&qpn)
@@ -174,7 +174,18 @@ impl Backend for SrdBackend {
         }
         self.ep.modify_qp(qpn, m.qkey, m.rnr_retry);
         if let Some(s) = m.state {
+            let old = q.state;
             q.state = s;
+            match s {
+                // Flush every outstanding send and receive WQE.
+                QpState::Err if old != QpState::Err => {
+                    self.ep.flush_qp(now, qpn);
+                }
+                QpState::Reset => {
+                    self.ep.reset_qp(qpn);
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -200,7 +211,8 @@ impl Backend for SrdBackend {
         wr: SendWr,
     ) -> std::result::Result<(), PostError> {
         let q = self.qps.get(&qpn).ok_or(PostError::Invalid("no such QP"))?;
-        if q.state != QpState::Rts {
+        // In ERR the endpoint completes it at once with WR_FLUSH_ERR.
+        if !matches!(q.state, QpState::Rts | QpState::Err) {
             return Err(PostError::InvalidState(q.state));
         }
         self.ep.post_send(now, qpn, wr)
