@@ -50,7 +50,7 @@ pub(crate) mod srd;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -91,7 +91,9 @@ struct State {
     pds: HashMap<u32, ()>,
     next_pd: u32,
     keys: KeyTable,
-    cqs: HashMap<u32, Cq>,
+    /// The CQs; each has its own lock so polling never takes the device
+    /// lock (a spinning poller would otherwise starve the I/O thread).
+    cqs: HashMap<u32, Arc<Mutex<Cq>>>,
     next_cq: u32,
     srqs: HashMap<u32, SrqEntry>,
     next_srq: u32,
@@ -238,8 +240,10 @@ impl State {
                 WcQueue::Send => m.init.send_cq,
                 WcQueue::Recv => m.init.recv_cq,
             };
-            if let Some(cq) = cqs.get_mut(&cq) {
-                cq.push(c, counters);
+            if let Some(cq) = cqs.get(&cq) {
+                cq.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(c, counters);
             }
         }
         while let Some((qpn, ev)) = be.poll_event() {
@@ -329,6 +333,9 @@ struct Shared {
     spec: Option<&'static DriverSpec>,
     epoch: std::time::Instant,
     state: Mutex<State>,
+    /// The CQs by id, for `poll_cq` and `req_notify_cq` without the device
+    /// lock. Changed only under `state`'s lock (create/destroy).
+    cq_index: RwLock<HashMap<u32, Arc<Mutex<Cq>>>>,
     /// One port per backend, bound together on first use.
     ports: OnceLock<Vec<Arc<UdpPort>>>,
     shutdown: AtomicBool,
@@ -469,6 +476,7 @@ impl SoftDevice {
                 spec: parts.spec,
                 epoch: clock(),
                 state: Mutex::new(State::new(parts.backends)),
+                cq_index: RwLock::new(HashMap::new()),
                 ports: OnceLock::new(),
                 shutdown: AtomicBool::new(false),
                 sleep_until: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
@@ -664,6 +672,19 @@ impl SoftDevice {
 
     fn name_str(&self) -> &str {
         &self.shared.cfg.name
+    }
+
+    /// A CQ by id, without taking the device lock.
+    fn cq(&self, cq: u32) -> Result<Arc<Mutex<Cq>>> {
+        let index = self
+            .shared
+            .cq_index
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        index
+            .get(&cq)
+            .cloned()
+            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))
     }
 
     fn unsupported(&self, what: &str) -> VerbsError {
@@ -872,17 +893,20 @@ impl Driver for SoftDevice {
         let State { cqs, next_cq, .. } = &mut *st;
         let id = next_id(cqs, next_cq, 1, u32::MAX)
             .ok_or_else(|| VerbsError::NoResources("completion queues".into()))?;
-        cqs.insert(id, Cq::new(id, cqe as usize, channel, events));
+        let c = Arc::new(Mutex::new(Cq::new(id, cqe as usize, channel, events)));
+        cqs.insert(id, c.clone());
+        self.shared
+            .cq_index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, c);
         Ok((id, cqe))
     }
 
     fn resize_cq(&self, cq: u32, cqe: u32) -> Result<u32> {
         let max = self.shared.caps.max_cqe;
-        let mut st = self.lock();
-        let c = st
-            .cqs
-            .get_mut(&cq)
-            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))?;
+        let c = self.cq(cq)?;
+        let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
         if cqe == 0 || cqe > max || (cqe as usize) < c.q.len() {
             return Err(VerbsError::invalid(format!(
                 "cannot resize CQ {cq} to {cqe}: it holds {} completions and at most {max} entries",
@@ -911,24 +935,23 @@ impl Driver for SoftDevice {
             });
         }
         st.cqs.remove(&cq);
+        self.shared
+            .cq_index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cq);
         Ok(())
     }
 
     fn poll_cq(&self, cq: u32, max: usize, out: &mut Vec<Wc>) -> Result<usize> {
-        let mut st = self.lock();
-        let c = st
-            .cqs
-            .get_mut(&cq)
-            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))?;
-        Ok(c.poll(max, out))
+        let c = self.cq(cq)?;
+        let n = c.lock().unwrap_or_else(|e| e.into_inner()).poll(max, out);
+        Ok(n)
     }
 
     fn req_notify_cq(&self, cq: u32, solicited_only: bool) -> Result<()> {
-        let mut st = self.lock();
-        let c = st
-            .cqs
-            .get_mut(&cq)
-            .ok_or_else(|| VerbsError::NotFound(format!("CQ {cq}")))?;
+        let c = self.cq(cq)?;
+        let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
         // Solicited-only never weakens an arm for any completion.
         c.armed = Some(match c.armed {
             Some(false) => false,
