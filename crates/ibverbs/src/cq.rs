@@ -255,9 +255,10 @@ pub(crate) unsafe extern "C" fn poll_cq(
     match b.cq.poll(num_entries as usize, &mut buf) {
         Ok(0) => {
             drop(buf);
-            // An application spinning on an empty CQ would otherwise win the
-            // device lock over the I/O thread that brings its completions
-            // (the lock is not fair): give the CPU away once per empty poll.
+            // An application spinning on an empty CQ competes for the CPU
+            // with the device's I/O thread that brings its completions (on a
+            // 2-core machine that costs milliseconds): give the CPU away once
+            // per empty poll.
             std::thread::yield_now();
             0
         }
