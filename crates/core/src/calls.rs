@@ -8,10 +8,10 @@ use std::os::fd::OwnedFd;
 use softverbs_transport::Access;
 use softverbs_wire::Gid;
 
-use crate::abi::{self, Rd};
+use crate::abi::{self, Rd, Wr};
 use crate::caps::DeviceCaps;
-use crate::context::{CqRef, MrRef, PdRef, QpCreate, QpRef};
-use crate::driver::{PortAttr, QpInfo};
+use crate::context::{AhRef, CqRef, MrRef, MwRef, PdRef, QpCreate, QpRef, SrqRef};
+use crate::driver::{AhAttr, MwType, PortAttr, QpInfo, SrqAttr};
 use crate::error::{Result, VerbsError};
 use crate::objects::ids::*;
 use crate::qp_rules::ModifyAttrs;
@@ -189,5 +189,111 @@ pub trait VerbsCalls {
                 .out(RESP, abi::QP_INFO_SIZE as u32),
         )?;
         abi::dec_qp_info(out(&r, RESP))
+    }
+    /// Resizes a CQ; returns the size granted.
+    fn resize_cq(&self, cq: Handle, cqe: u32) -> Result<u32> {
+        let r = self.call(
+            Call::new(CQ, RESIZE)
+                .handle(HANDLE, cq)
+                .value(CQE, cqe.into())
+                .out(RESP, 8),
+        )?;
+        Ok(u32_at(out(&r, RESP), 0))
+    }
+
+    /// Creates an SRQ.
+    fn create_srq(&self, pd: Handle, attr: SrqAttr) -> Result<SrqRef> {
+        let (handle, r) = self.create_with(
+            Call::new(SRQ, CREATE)
+                .handle(PD_HANDLE, pd)
+                .bytes(IN, abi::enc_srq(&attr))
+                .out(RESP, 8),
+            Vec::new(),
+        )?;
+        Ok(SrqRef {
+            handle,
+            id: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Resizes an SRQ and/or arms its limit event.
+    fn modify_srq(&self, srq: Handle, max_wr: Option<u32>, limit: Option<u32>) -> Result<()> {
+        let mut call = Call::new(SRQ, MODIFY).handle(HANDLE, srq);
+        if let Some(w) = max_wr {
+            call = call.value(SRQ_MAX_WR, w.into());
+        }
+        if let Some(l) = limit {
+            call = call.value(SRQ_LIMIT, l.into());
+        }
+        self.call(call).map(drop)
+    }
+
+    /// SRQ attributes.
+    fn query_srq(&self, srq: Handle) -> Result<SrqAttr> {
+        let r = self.call(
+            Call::new(SRQ, QUERY)
+                .handle(HANDLE, srq)
+                .out(RESP, abi::SRQ_SIZE as u32),
+        )?;
+        Ok(abi::dec_srq(out(&r, RESP)))
+    }
+
+    /// Creates an address handle.
+    fn create_ah(&self, pd: Handle, attr: AhAttr) -> Result<AhRef> {
+        let mut w = Wr::default();
+        abi::enc_ah(&mut w, &attr);
+        let (handle, r) = self.create_with(
+            Call::new(AH, CREATE)
+                .handle(PD_HANDLE, pd)
+                .bytes(IN, w.done())
+                .out(RESP, 8),
+            Vec::new(),
+        )?;
+        Ok(AhRef {
+            handle,
+            id: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Allocates a memory window.
+    fn alloc_mw(&self, pd: Handle, t: MwType) -> Result<MwRef> {
+        let ty = match t {
+            MwType::Type1 => 1,
+            MwType::Type2 => 2,
+        };
+        let (handle, r) = self.create_with(
+            Call::new(MW, CREATE)
+                .handle(PD_HANDLE, pd)
+                .value(MW_TYPE, ty)
+                .out(RESP, 8),
+            Vec::new(),
+        )?;
+        Ok(MwRef {
+            handle,
+            rkey: u32_at(out(&r, RESP), 0),
+        })
+    }
+
+    /// Binds a type 1 window to `[addr, addr+len)` of `mr` through `qp`;
+    /// returns the window's new rkey. `len` 0 unbinds.
+    fn bind_mw(
+        &self,
+        qp: Handle,
+        mw: Handle,
+        mr: Handle,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<u32> {
+        let bind = Wr::default().u64(addr).u64(len).u32(access.0).u32(0).done();
+        let r = self.call(
+            Call::new(MW, BIND)
+                .handle(HANDLE, mw)
+                .handle(BIND_QP, qp)
+                .handle(BIND_MR, mr)
+                .bytes(IN, bind)
+                .out(RESP, 8),
+        )?;
+        Ok(u32_at(out(&r, RESP), 0))
     }
 }

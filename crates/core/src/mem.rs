@@ -9,10 +9,11 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::{Arc, RwLock};
 
-use crate::shm::SharedMap;
+use crate::shm::{sealed_memfd, SharedMap, ShmError};
 
 /// The page size of registered memory.
 pub const PAGE_SIZE: usize = 4096;
@@ -35,6 +36,9 @@ pub struct MemBlock {
     layout: Layout,
     /// Guards every access to the bytes.
     lock: RwLock<()>,
+    /// For a block over a sealed memfd ([`MemBlock::shared`]): the mapping
+    /// (`ptr` points into it) and the fd, to register it with a daemon.
+    shared: Option<(SharedMap, OwnedFd)>,
 }
 
 // SAFETY: the block owns its allocation exclusively; all access to the bytes
@@ -63,7 +67,48 @@ impl MemBlock {
             len,
             layout,
             lock: RwLock::new(()),
+            shared: None,
         }
+    }
+
+    /// A zeroed block of `len` bytes (whole pages) over a new memfd sealed
+    /// against shrinking and growing, mapped `MAP_SHARED` here: memory that
+    /// another process (the daemon) can map too. Its bytes are only ever
+    /// reached by copies that tolerate a concurrent writer in the other
+    /// process ([`crate::shm`]): [`MemBlock::with`] and
+    /// [`MemBlock::with_mut`] work on a copy.
+    ///
+    /// ```
+    /// use softverbs_core::mem::MemBlock;
+    /// let block = MemBlock::shared(100).unwrap();
+    /// block.write(3, b"memfd").unwrap();
+    /// assert!(block.memfd().is_some());
+    /// assert_eq!(block.with(|b| b[3..8].to_vec()), b"memfd");
+    /// ```
+    pub fn shared(len: usize) -> Result<Self, ShmError> {
+        let size = len.max(1).next_multiple_of(PAGE_SIZE);
+        let fd = sealed_memfd("softverbs-mr", size as u64)?;
+        let map = SharedMap::map(&fd, 0, size as u64)?;
+        let ptr = NonNull::new(map.ptr()).ok_or_else(|| ShmError::Os("mmap gave NULL".into()))?;
+        Ok(MemBlock {
+            ptr,
+            len,
+            layout: Layout::from_size_align(size, PAGE_SIZE)
+                .map_err(|e| ShmError::Os(e.to_string()))?,
+            lock: RwLock::new(()),
+            shared: Some((map, fd)),
+        })
+    }
+
+    /// The memfd behind a [`MemBlock::shared`] block (`None` for heap
+    /// memory); its first [`MemBlock::len`] bytes are the block.
+    pub fn memfd(&self) -> Option<BorrowedFd<'_>> {
+        self.shared.as_ref().map(|(_, fd)| fd.as_fd())
+    }
+
+    /// The mapping behind a [`MemBlock::shared`] block.
+    pub fn shared_map(&self) -> Option<&SharedMap> {
+        self.shared.as_ref().map(|(m, _)| m)
     }
 
     /// Length in bytes.
@@ -93,6 +138,9 @@ impl MemBlock {
     pub fn read(&self, off: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
         self.range(off, dst.len())?;
         let _g = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((map, _)) = &self.shared {
+            return map.read(off, dst);
+        }
         // SAFETY: the range is inside the allocation (checked above) and no
         // writer holds the lock.
         unsafe {
@@ -105,6 +153,9 @@ impl MemBlock {
     pub fn write(&self, off: usize, src: &[u8]) -> Result<(), OutOfBounds> {
         self.range(off, src.len())?;
         let _g = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((map, _)) = &self.shared {
+            return map.write(off, src);
+        }
         // SAFETY: in bounds (checked), exclusive under the write lock, and
         // `src` cannot alias the block (we never hand out `&[u8]` into it
         // outside the lock).
@@ -117,6 +168,12 @@ impl MemBlock {
     /// Run `f` on the whole block for reading.
     pub fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let _g = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((map, _)) = &self.shared {
+            // No reference into memory another process may write: a copy.
+            let mut copy = vec![0u8; self.len];
+            let _ = map.read(0, &mut copy);
+            return f(&copy);
+        }
         // SAFETY: the allocation holds `len` initialised bytes; no writer
         // holds the lock while the slice lives.
         f(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) })
@@ -125,6 +182,13 @@ impl MemBlock {
     /// Run `f` on the whole block for writing.
     pub fn with_mut<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let _g = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((map, _)) = &self.shared {
+            let mut copy = vec![0u8; self.len];
+            let _ = map.read(0, &mut copy);
+            let r = f(&mut copy);
+            let _ = map.write(0, &copy);
+            return r;
+        }
         // SAFETY: exclusive under the write lock; `len` initialised bytes.
         f(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
     }
@@ -132,6 +196,9 @@ impl MemBlock {
 
 impl Drop for MemBlock {
     fn drop(&mut self) {
+        if self.shared.is_some() {
+            return; // the mapping unmaps itself
+        }
         // SAFETY: allocated in `new` with this layout, freed once.
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
     }
@@ -257,6 +324,12 @@ impl Backing {
             // Atomic against the peer process too (a compare-and-swap loop:
             // `f` runs again if the peer changed the value meanwhile).
             Backing::Mapped { map, .. } => map.update_u64(off, f),
+            Backing::Block(b) if b.shared_map().is_some() => {
+                b.range(off, 8)?;
+                let _g = b.lock.write().unwrap_or_else(|e| e.into_inner());
+                b.shared_map()
+                    .map_or(Err(OutOfBounds), |m| m.update_u64(off, f))
+            }
             Backing::Block(b) => {
                 b.range(off, 8)?;
                 b.with_mut(|bytes| {
@@ -293,6 +366,28 @@ mod tests {
         assert_eq!(b.write(8, &[1, 2, 3]), Err(OutOfBounds));
         assert_eq!(b.read(usize::MAX, &mut [0]), Err(OutOfBounds));
         assert!(b.write(7, &[1, 2, 3]).is_ok());
+    }
+
+    #[test]
+    fn a_shared_block_is_a_sealed_memfd_seen_by_another_mapping() {
+        let b = Arc::new(MemBlock::shared(5000).unwrap());
+        assert_eq!((b.len(), b.addr() % PAGE_SIZE as u64), (5000, 0));
+        let other = SharedMap::map(b.memfd().unwrap(), 0, 8192).unwrap();
+        b.write(4999, &[9]).unwrap();
+        let mut one = [0u8];
+        other.read(4999, &mut one).unwrap();
+        assert_eq!(one, [9]);
+        other.write(0, b"peer").unwrap();
+        assert_eq!(b.with(|x| x[..4].to_vec()), b"peer");
+        b.with_mut(|x| x[4] = 7);
+        other.read(4, &mut one).unwrap();
+        assert_eq!(one, [7]);
+        assert_eq!(b.write(4999, &[1, 2]), Err(OutOfBounds));
+        let back = Backing::Block(b.clone());
+        assert_eq!(back.update_u64(8, |v| v + 3).unwrap(), 0);
+        assert_eq!(other.update_u64(8, |v| v).unwrap(), 3);
+        // Sealed: the file cannot shrink under a peer's mapping.
+        assert!(rustix::fs::ftruncate(b.memfd().unwrap(), 0).is_err());
     }
 
     #[test]

@@ -6,10 +6,11 @@ use softverbs_core::caps::DeviceCaps;
 use softverbs_core::driver::Driver;
 use softverbs_core::driver::{DeviceCounters, PortAttr};
 use softverbs_core::events::AsyncEvents;
-use softverbs_core::{Device, Owner, Ucontext};
+use softverbs_core::{Device, Owner};
 use softverbs_devices::DeviceConfig;
 use softverbs_wire::Gid;
 
+use crate::backend::{Backend, Ctx};
 use crate::cq::{ChannelInner, CompletionChannel, Cq, CqInner};
 use crate::pd::{Pd, PdInner};
 use crate::{device, Result, VerbsError};
@@ -19,7 +20,8 @@ use crate::{device, Result, VerbsError};
 /// created from it are dropped.
 #[derive(Clone)]
 pub struct Context {
-    pub(crate) uctx: Arc<Ucontext>,
+    /// The device context, embedded or through the daemon.
+    pub(crate) uctx: Arc<Ctx>,
 }
 
 impl std::fmt::Debug for Context {
@@ -35,10 +37,36 @@ impl Context {
     /// let ctx = softverbs::Context::open("rxe0").unwrap();
     /// println!("{} offers {:?}", ctx.name(), ctx.query_device().unwrap().qp_types.names());
     /// ```
+    ///
+    /// The backend is [`Backend::from_env`]'s: the daemon (`softverbsd`)
+    /// when `SOFTVERBS_BACKEND=daemon` or when a daemon listens on its
+    /// socket (`SOFTVERBS_SOCKET`, else `$XDG_RUNTIME_DIR/softverbs.sock`,
+    /// else `/run/softverbs/softverbs.sock`); this process's own devices
+    /// otherwise, or with `SOFTVERBS_BACKEND=embedded`.
     pub fn open(name: &str) -> Result<Context> {
-        let dev = device::find(name)?;
-        let uctx = dev.open(Owner::this_process())?;
-        Ok(Context { uctx })
+        Self::open_with(&Backend::from_env()?, name)
+    }
+
+    /// Open the device `name` of an explicit backend.
+    ///
+    /// ```no_run
+    /// use softverbs::{Backend, Context};
+    /// let ctx = Context::open_with(&Backend::Daemon("/tmp/sv.sock".into()), "rxe0").unwrap();
+    /// assert!(ctx.is_daemon());
+    /// ```
+    pub fn open_with(backend: &Backend, name: &str) -> Result<Context> {
+        let uctx = match backend {
+            Backend::Embedded => Ctx::Embedded(device::find(name)?.open(Owner::this_process())?),
+            Backend::Daemon(path) => Ctx::daemon(path, name)?,
+        };
+        Ok(Context {
+            uctx: Arc::new(uctx),
+        })
+    }
+
+    /// True when this context is served by the daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.uctx.is_daemon()
     }
 
     /// Open a device of this process's own that is not in the
@@ -64,12 +92,14 @@ impl Context {
         let dev = Device::try_new(driver)
             .map_err(|e| VerbsError::invalid(format!("the device's uAPI spec is invalid: {e}")))?;
         let uctx = dev.open(Owner::this_process())?;
-        Ok(Context { uctx })
+        Ok(Context {
+            uctx: Arc::new(Ctx::Embedded(uctx)),
+        })
     }
 
     /// The device's name.
     pub fn name(&self) -> &str {
-        self.uctx.device().name()
+        self.uctx.name()
     }
 
     /// Device attributes and capabilities (`ibv_query_device`).
@@ -88,12 +118,15 @@ impl Context {
         self.uctx.query_gid(port, index)
     }
 
-    /// Device-wide counters.
+    /// Device-wide counters (zero in the daemon backend: the daemon's are
+    /// host-wide, `softverbs stat show`).
     pub fn counters(&self) -> DeviceCounters {
-        self.uctx.driver().counters()
+        self.uctx.counters()
     }
 
-    /// The asynchronous event queue (`ibv_get_async_event`); its fd is pollable.
+    /// The asynchronous event queue (`ibv_get_async_event`); its fd is
+    /// pollable. In the daemon backend no events cross the socket yet: the
+    /// queue stays empty.
     pub fn async_events(&self) -> &AsyncEvents {
         self.uctx.async_events()
     }
@@ -110,6 +143,8 @@ impl Context {
     }
 
     /// Create a completion channel (`ibv_create_comp_channel`).
+    /// `Unsupported` in the daemon backend, where [`Cq::wait_one`] sleeps on
+    /// the CQ ring's own eventfd instead.
     pub fn create_comp_channel(&self) -> Result<CompletionChannel> {
         let r = self.uctx.create_comp_channel()?;
         Ok(CompletionChannel {
@@ -126,11 +161,19 @@ impl Context {
         let r = self
             .uctx
             .create_cq(cqe, channel.map(|c| c.inner.r.handle))?;
+        let ring = match self.uctx.cq_ring(&r) {
+            Ok(ring) => ring,
+            Err(e) => {
+                let _ = self.uctx.destroy_cq(r.handle);
+                return Err(e);
+            }
+        };
         Ok(Cq {
             inner: Arc::new(CqInner {
                 uctx: self.uctx.clone(),
                 r,
                 channel: channel.map(|c| c.inner.clone()),
+                ring,
             }),
         })
     }

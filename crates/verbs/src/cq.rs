@@ -4,13 +4,17 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use softverbs_core::driver::Wc;
-use softverbs_core::{ChannelRef, CqRef, Ucontext};
+use std::sync::Mutex;
 
+use softverbs_core::driver::Wc;
+use softverbs_core::{ChannelRef, CqRef};
+use softverbs_daemon::client::CompQueue;
+
+use crate::backend::{lock, Ctx};
 use crate::{Result, VerbsError};
 
 pub(crate) struct ChannelInner {
-    pub uctx: Arc<Ucontext>,
+    pub uctx: Arc<Ctx>,
     pub r: ChannelRef,
 }
 
@@ -47,9 +51,11 @@ impl AsFd for CompletionChannel {
 }
 
 pub(crate) struct CqInner {
-    pub uctx: Arc<Ucontext>,
+    pub uctx: Arc<Ctx>,
     pub r: CqRef,
     pub channel: Option<Arc<ChannelInner>>,
+    /// The completion ring (daemon backend).
+    pub ring: Option<Mutex<CompQueue>>,
 }
 
 impl Drop for CqInner {
@@ -77,7 +83,11 @@ impl Cq {
 
     /// Move up to `max` completions into `out` (`ibv_poll_cq`); returns how many.
     pub fn poll(&self, max: usize, out: &mut Vec<Wc>) -> Result<usize> {
-        self.inner.uctx.driver().poll_cq(self.inner.r.id, max, out)
+        match (&self.inner.ring, self.inner.uctx.driver()) {
+            (Some(ring), _) => lock(ring).poll(max, out),
+            (None, Some(drv)) => drv.poll_cq(self.inner.r.id, max, out),
+            (None, None) => Err(self.inner.uctx.unsupported("a CQ without a ring")),
+        }
     }
 
     /// One completion, if any.
@@ -88,12 +98,14 @@ impl Cq {
     }
 
     /// Arm the CQ: its channel is notified on the next completion (or next
-    /// solicited one) (`ibv_req_notify_cq`).
+    /// solicited one) (`ibv_req_notify_cq`). In the daemon backend (no
+    /// channels yet) it does nothing: the daemon keeps its CQs armed, and
+    /// [`Cq::wait_one`] arms the CQ ring itself.
     pub fn req_notify(&self, solicited_only: bool) -> Result<()> {
-        self.inner
-            .uctx
-            .driver()
-            .req_notify_cq(self.inner.r.id, solicited_only)
+        match self.inner.uctx.driver() {
+            Some(drv) => drv.req_notify_cq(self.inner.r.id, solicited_only),
+            None => Ok(()),
+        }
     }
 
     /// Resize (`ibv_resize_cq`); returns the new size.
@@ -105,6 +117,13 @@ impl Cq {
     /// re-poll, sleep), else by polling with backoff.
     #[allow(clippy::disallowed_methods)] // the API edge: waiting is wall-clock time
     pub fn wait_one(&self, timeout: Duration) -> Result<Wc> {
+        if let Some(ring) = &self.inner.ring {
+            // Daemon backend: poll the ring, sleep on its eventfd.
+            return lock(ring).wait_one(timeout).map_err(|e| match e {
+                VerbsError::Io(m) => VerbsError::Io(format!("CQ {}: {m}", self.id())),
+                e => e,
+            });
+        }
         let deadline = Instant::now() + timeout;
         let mut spins = 0u32;
         loop {

@@ -66,5 +66,6 @@ pub fn create_srd_qp(pd: &Pd, attr: &QpInitAttr, flags: u64) -> Result<Qp> {
         recv_cq: attr.recv_cq.inner.clone(),
         srq: attr.srq.as_ref().map(|s| s.inner.clone()),
         r,
+        rings: None,
     }))
 }

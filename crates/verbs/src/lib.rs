@@ -9,6 +9,15 @@
 //! Control verbs (create, modify, destroy) go through the core's typed uAPI;
 //! posting and polling go straight to the device, as on real hardware.
 //!
+//! Two backends ([`Backend`]): **embedded** (this process's own devices)
+//! and **daemon** (`softverbsd`'s devices, the uAPI over its socket, posting
+//! and polling through shared-memory rings, [`Pd::reg_mr`] memory in a
+//! sealed memfd). [`Context::open`] picks the daemon when
+//! `SOFTVERBS_BACKEND=daemon` or when a daemon answers on its socket, and
+//! embedded otherwise or with `SOFTVERBS_BACKEND=embedded`. Not yet in the
+//! daemon backend: completion channels, async events, raw-memory
+//! registration, local invalidate, device counters and SRD QPs.
+//!
 //! Safety by construction: every object keeps its parents alive, memory that
 //! a device may touch is owned by the region ([`Mr`]) or registered through an
 //! `unsafe` function with a written contract, and the device checks every key,
@@ -42,6 +51,7 @@
 
 #[cfg(feature = "tokio")]
 mod async_cq;
+mod backend;
 mod context;
 mod cq;
 mod device;
@@ -53,6 +63,7 @@ mod srq;
 
 #[cfg(feature = "tokio")]
 pub use async_cq::{AsyncCompletionChannel, AsyncCq};
+pub use backend::{Backend, BACKEND_ENV};
 pub use context::Context;
 pub use cq::{CompletionChannel, Cq};
 pub use device::{counters, devices, resources, DeviceInfo};

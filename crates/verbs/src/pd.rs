@@ -3,17 +3,19 @@
 use std::sync::Arc;
 
 use softverbs_core::driver::{AhAttr, MwType, SrqAttr};
-use softverbs_core::mem::{Backing, MemBlock, RawMem};
-use softverbs_core::{AhRef, PdRef, QpCreate, Ucontext};
+use softverbs_core::mem::{MemBlock, RawMem};
+use softverbs_core::{AhRef, PdRef, QpCreate};
 use softverbs_transport::{Access, UdDest};
+
+use crate::backend::Ctx;
 
 use crate::mr::{Mr, MrInner, Mw, MwInner};
 use crate::qp::{Qp, QpInitAttr, QpInner};
 use crate::srq::{Srq, SrqInner};
-use crate::Result;
+use crate::{Result, VerbsError};
 
 pub(crate) struct PdInner {
-    pub uctx: Arc<Ucontext>,
+    pub uctx: Arc<Ctx>,
     pub r: PdRef,
 }
 
@@ -32,17 +34,25 @@ pub struct Pd {
 
 impl Pd {
     /// Register a new zeroed, page-aligned buffer of `len` bytes
-    /// (`ibv_reg_mr` on memory the region owns).
+    /// (`ibv_reg_mr` on memory the region owns). In the daemon backend the
+    /// buffer is a sealed memfd that the daemon maps too
+    /// ([`MemBlock::shared`]).
     pub fn reg_mr(&self, len: usize, access: Access) -> Result<Mr> {
-        self.reg_block(Arc::new(MemBlock::new(len)), access)
+        let block = if self.inner.uctx.is_daemon() {
+            MemBlock::shared(len).map_err(|e| VerbsError::Io(e.to_string()))?
+        } else {
+            MemBlock::new(len)
+        };
+        self.reg_block(Arc::new(block), access)
     }
 
-    /// Register an existing shared block.
+    /// Register an existing shared block (in the daemon backend, a
+    /// [`MemBlock::shared`] one).
     pub fn reg_block(&self, block: Arc<MemBlock>, access: Access) -> Result<Mr> {
-        let r =
-            self.inner
-                .uctx
-                .reg_mr(self.inner.r.handle, Backing::Block(block.clone()), access)?;
+        let r = self
+            .inner
+            .uctx
+            .reg_block(self.inner.r.handle, &block, access)?;
         Ok(Mr {
             inner: Arc::new(MrInner {
                 pd: self.inner.clone(),
@@ -57,15 +67,13 @@ impl Pd {
     /// # Safety
     /// `len` bytes at `ptr` must stay valid, and must not be accessed by the
     /// application while an operation may touch them, until the returned
-    /// region (and every clone) is dropped.
+    /// region (and every clone) is dropped. `Unsupported` in the daemon
+    /// backend (the daemon cannot reach this process's memory).
     #[allow(unsafe_code)] // the caller's contract is written above
     pub unsafe fn reg_mr_raw(&self, ptr: *mut u8, len: usize, access: Access) -> Result<Mr> {
         // SAFETY: forwarded to the caller.
         let raw = unsafe { RawMem::new(ptr, len) };
-        let r = self
-            .inner
-            .uctx
-            .reg_mr(self.inner.r.handle, Backing::Raw(raw), access)?;
+        let r = self.inner.uctx.reg_raw(self.inner.r.handle, raw, access)?;
         Ok(Mr {
             inner: Arc::new(MrInner {
                 pd: self.inner.clone(),
@@ -103,29 +111,43 @@ impl Pd {
             sq_sig_all: attr.sq_sig_all,
         };
         let r = self.inner.uctx.create_qp(self.inner.r.handle, &req)?;
+        let rings = match self.inner.uctx.qp_rings(&r) {
+            Ok(rings) => rings,
+            Err(e) => {
+                let _ = self.inner.uctx.destroy_qp(r.handle);
+                return Err(e);
+            }
+        };
         Ok(Qp::from_parts(QpInner {
             pd: self.inner.clone(),
             send_cq: attr.send_cq.inner.clone(),
             recv_cq: attr.recv_cq.inner.clone(),
             srq: attr.srq.as_ref().map(|s| s.inner.clone()),
             r,
+            rings,
         }))
     }
 
     /// Create a shared receive queue (`ibv_create_srq`).
     pub fn create_srq(&self, max_wr: u32, max_sge: u32) -> Result<Srq> {
-        let r = self.inner.uctx.create_srq(
-            self.inner.r.handle,
-            SrqAttr {
-                max_wr,
-                max_sge,
-                limit: 0,
-            },
-        )?;
+        let attr = SrqAttr {
+            max_wr,
+            max_sge,
+            limit: 0,
+        };
+        let r = self.inner.uctx.create_srq(self.inner.r.handle, attr)?;
+        let ring = match self.inner.uctx.srq_ring(&r, &attr) {
+            Ok(ring) => ring,
+            Err(e) => {
+                let _ = self.inner.uctx.destroy_srq(r.handle);
+                return Err(e);
+            }
+        };
         Ok(Srq {
             inner: Arc::new(SrqInner {
                 pd: self.inner.clone(),
                 r,
+                ring,
             }),
         })
     }
@@ -180,12 +202,7 @@ impl Ah {
 
 impl std::fmt::Debug for Pd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Pd({} on {})",
-            self.inner.r.id,
-            self.inner.uctx.device().name()
-        )
+        write!(f, "Pd({} on {})", self.inner.r.id, self.inner.uctx.name())
     }
 }
 

@@ -8,10 +8,11 @@ use softverbs_core::{ModifyAttrs, QpRef};
 use softverbs_transport::{Access, Mtu, QpState, QpType, RecvWr, SendWr};
 use softverbs_wire::Gid;
 
+use crate::backend::{lock, QpRings};
 use crate::cq::{Cq, CqInner};
 use crate::pd::PdInner;
 use crate::srq::{Srq, SrqInner};
-use crate::Result;
+use crate::{Result, VerbsError};
 
 /// What a QP is created with (`ibv_qp_init_attr`).
 #[derive(Clone)]
@@ -151,6 +152,8 @@ pub(crate) struct QpInner {
     #[allow(dead_code)]
     pub srq: Option<Arc<SrqInner>>,
     pub r: QpRef,
+    /// The send and receive rings (daemon backend).
+    pub rings: Option<QpRings>,
 }
 
 impl Drop for QpInner {
@@ -284,8 +287,16 @@ impl Qp {
     }
 
     /// Post a send work request (`ibv_post_send`).
+    ///
+    /// In the daemon backend the WR is copied into the send ring; what the
+    /// device refuses then (a QP not in RTS, say) comes back as a
+    /// `LOC_QP_OP_ERR` completion rather than an error here.
     pub fn post_send(&self, wr: SendWr) -> Result<()> {
-        self.inner.pd.uctx.driver().post_send(self.inner.r.qpn, wr)
+        match (&self.inner.rings, self.inner.pd.uctx.driver()) {
+            (Some(r), _) => lock(&r.sq).post_send(&wr),
+            (None, Some(drv)) => drv.post_send(self.inner.r.qpn, wr),
+            (None, None) => Err(self.inner.pd.uctx.unsupported("a QP without rings")),
+        }
     }
 
     /// Invalidate `rkey` — a region or a bound type 2 window of this QP's
@@ -305,16 +316,22 @@ impl Qp {
     /// # Ok(()) }
     /// ```
     pub fn local_invalidate(&self, rkey: u32) -> Result<()> {
-        self.inner
-            .pd
-            .uctx
-            .driver()
-            .invalidate(self.inner.pd.r.id, rkey)
+        match self.inner.pd.uctx.driver() {
+            Some(drv) => drv.invalidate(self.inner.pd.r.id, rkey),
+            None => Err(self.inner.pd.uctx.unsupported("local invalidate")),
+        }
     }
 
     /// Post a receive work request (`ibv_post_recv`).
     pub fn post_recv(&self, wr: RecvWr) -> Result<()> {
-        self.inner.pd.uctx.driver().post_recv(self.inner.r.qpn, wr)
+        match (&self.inner.rings, self.inner.pd.uctx.driver()) {
+            (Some(QpRings { rq: Some(rq), .. }), _) => lock(rq).post_recv(&wr),
+            (Some(_), _) => Err(VerbsError::invalid(
+                "this QP receives from an SRQ: post to the SRQ",
+            )),
+            (None, Some(drv)) => drv.post_recv(self.inner.r.qpn, wr),
+            (None, None) => Err(self.inner.pd.uctx.unsupported("a QP without rings")),
+        }
     }
 }
 

@@ -3,15 +3,21 @@
 use std::sync::Arc;
 
 use softverbs_core::driver::SrqAttr;
+use std::sync::Mutex;
+
 use softverbs_core::SrqRef;
+use softverbs_daemon::client::WorkQueue;
 use softverbs_transport::RecvWr;
 
+use crate::backend::lock;
 use crate::pd::PdInner;
 use crate::Result;
 
 pub(crate) struct SrqInner {
     pub pd: Arc<PdInner>,
     pub r: SrqRef,
+    /// The SRQ ring (daemon backend).
+    pub ring: Option<Mutex<WorkQueue>>,
 }
 
 impl Drop for SrqInner {
@@ -35,11 +41,11 @@ impl Srq {
 
     /// Post a receive (`ibv_post_srq_recv`).
     pub fn post_recv(&self, wr: RecvWr) -> Result<()> {
-        self.inner
-            .pd
-            .uctx
-            .driver()
-            .post_srq_recv(self.inner.r.id, wr)
+        match (&self.inner.ring, self.inner.pd.uctx.driver()) {
+            (Some(ring), _) => lock(ring).post_recv(&wr),
+            (None, Some(drv)) => drv.post_srq_recv(self.inner.r.id, wr),
+            (None, None) => Err(self.inner.pd.uctx.unsupported("an SRQ without a ring")),
+        }
     }
 
     /// Arm the limit event (`ibv_modify_srq` with `IBV_SRQ_LIMIT`).
