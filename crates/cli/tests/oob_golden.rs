@@ -5,9 +5,11 @@
 //! no library), which also runs their unit tests.
 
 #[path = "../src/pingpong/mod.rs"]
+#[allow(dead_code)] // the binary uses what these tests do not
 mod pingpong;
 
 #[path = "../src/perftest/mod.rs"]
+#[allow(dead_code)]
 mod perftest;
 
 use std::io::{Read, Write};

@@ -18,7 +18,7 @@ fn pingpong(net: u8, port: u16, tool: &str, extra: &[&str]) -> (String, String) 
     let mut sargs = vec!["pingpong", tool, "-d", "rxe1", "-g", "1", "-p", &p];
     sargs.extend_from_slice(extra);
     let server = start_server(cmd(net, &sargs), port);
-    let host = format!("127.0.{net}.2");
+    let host = format!("127.91.{net}.2");
     let mut cargs = vec!["pingpong", tool, "-d", "rxe0", "-g", "1", "-p", &p];
     cargs.extend_from_slice(extra);
     cargs.push(&host);
@@ -62,38 +62,38 @@ fn check(out: &str, tool: &str, qps: usize, local: &str, remote: &str, size: u64
 #[test]
 fn rc_with_events_and_check() {
     let (s, c) = pingpong(11, 18611, "rc", &["-n", "200", "-e", "-c"]);
-    check(&s, "rc", 1, "127.0.11.2", "127.0.11.1", 4096, 200);
-    check(&c, "rc", 1, "127.0.11.1", "127.0.11.2", 4096, 200);
+    check(&s, "rc", 1, "127.91.11.2", "127.91.11.1", 4096, 200);
+    check(&c, "rc", 1, "127.91.11.1", "127.91.11.2", 4096, 200);
     assert!(!s.contains("invalid data"), "{s}");
 }
 
 #[test]
 fn uc_small_inline_messages() {
     let (s, c) = pingpong(12, 18612, "uc", &["-n", "200", "-s", "16", "-m", "512"]);
-    check(&s, "uc", 1, "127.0.12.2", "127.0.12.1", 16, 200);
-    check(&c, "uc", 1, "127.0.12.1", "127.0.12.2", 16, 200);
+    check(&s, "uc", 1, "127.91.12.2", "127.91.12.1", 16, 200);
+    check(&c, "uc", 1, "127.91.12.1", "127.91.12.2", 16, 200);
 }
 
 #[test]
 fn ud_with_grh_and_qkey() {
     let (s, c) = pingpong(13, 18613, "ud", &["-n", "200", "-c"]);
-    check(&s, "ud", 1, "127.0.13.2", "127.0.13.1", 1024, 200);
-    check(&c, "ud", 1, "127.0.13.1", "127.0.13.2", 1024, 200);
+    check(&s, "ud", 1, "127.91.13.2", "127.91.13.1", 1024, 200);
+    check(&c, "ud", 1, "127.91.13.1", "127.91.13.2", 1024, 200);
     assert!(!s.contains("invalid data"), "{s}");
 }
 
 #[test]
 fn srq_four_qps() {
     let (s, c) = pingpong(14, 18614, "srq", &["-n", "200", "-q", "4", "-r", "16"]);
-    check(&s, "srq", 4, "127.0.14.2", "127.0.14.1", 4096, 200);
-    check(&c, "srq", 4, "127.0.14.1", "127.0.14.2", 4096, 200);
+    check(&s, "srq", 4, "127.91.14.2", "127.91.14.1", 4096, 200);
+    check(&c, "srq", 4, "127.91.14.1", "127.91.14.2", 4096, 200);
 }
 
 #[test]
 fn errors_are_one_line_and_exit_1() {
     // An unknown device lists the devices there are.
     let out = run(
-        cmd(15, &["pingpong", "rc", "-d", "mlx5_0", "127.0.0.1"]),
+        cmd(15, &["pingpong", "rc", "-d", "mlx5_0", "127.91.0.1"]),
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(1));
@@ -114,13 +114,13 @@ fn errors_are_one_line_and_exit_1() {
     let out = run(
         cmd(
             15,
-            &["pingpong", "rc", "-g", "1", "-p", "18615", "127.0.15.9"],
+            &["pingpong", "rc", "-g", "1", "-p", "18615", "127.91.15.9"],
         ),
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("127.0.15.9:18615"), "{err}");
+    assert!(err.contains("127.91.15.9:18615"), "{err}");
     // Without -g on RoCE the server cannot build an address vector: RTR
     // fails, as with rxe, with a hint.
     let server = start_server(
@@ -130,7 +130,7 @@ fn errors_are_one_line_and_exit_1() {
     let client = run(
         cmd(
             16,
-            &["pingpong", "rc", "-d", "rxe0", "-p", "18616", "127.0.16.2"],
+            &["pingpong", "rc", "-d", "rxe0", "-p", "18616", "127.91.16.2"],
         ),
         LIMIT,
     );

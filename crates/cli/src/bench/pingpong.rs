@@ -396,7 +396,7 @@ impl PpCtx {
         };
 
         let num_qp = self.qps.len();
-        let is_client = cfg.host.is_some();
+        let is_client = cfg.is_client();
         let iters = cfg.iters as u64;
         let mut pending = vec![RECV_WRID; num_qp];
         if is_client {

@@ -4,9 +4,6 @@
 //! report computations and tables ([`report`]) — so that either side can be
 //! the real `ib_*_{bw,lat}`. The specification is docs/oob-and-tools.md §2.
 
-// Some items serve only the tests (tests/oob_golden.rs compiles this module).
-#![allow(dead_code)]
-
 pub mod args;
 pub mod msg;
 pub mod oob;

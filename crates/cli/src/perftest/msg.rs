@@ -42,6 +42,7 @@ pub struct QpInfoMsg {
 }
 
 impl QpInfoMsg {
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// Length of this message on the wire.
     pub fn wire_len(&self) -> usize {
         key_len(self.gid.is_some())

@@ -58,6 +58,7 @@ pub struct OobConfig {
 }
 
 impl OobConfig {
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// Defaults for a test: one QP, GID format, 10 s connect, 60 s reads.
     pub fn new(test: PerfTest) -> Self {
         OobConfig {
@@ -169,16 +170,19 @@ impl PerfOob {
         }
     }
 
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// This side's role.
     pub fn role(&self) -> Role {
         self.role
     }
 
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// The peer's address.
     pub fn peer(&self) -> &str {
         self.stream.peer()
     }
 
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// The configuration in force.
     pub fn config(&self) -> &OobConfig {
         &self.cfg
@@ -431,6 +435,7 @@ impl PerfOob {
     }
 }
 
+#[allow(dead_code)] // used by tests/oob_golden.rs
 /// The number of bytes each side sends in a whole exchange, for a test
 /// with `num_qps` QPs (no `-a`, no `-b`); used to check against captures.
 pub fn bytes_per_side(cfg: &OobConfig) -> usize {

@@ -4,9 +4,6 @@
 //! ([`report`]) — so that either side can be the real tool.
 //! The specification is docs/oob-and-tools.md §1.
 
-// Some items serve only the tests (tests/oob_golden.rs compiles this module).
-#![allow(dead_code)]
-
 pub mod args;
 pub mod net;
 pub mod oob;

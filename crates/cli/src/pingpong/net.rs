@@ -351,6 +351,7 @@ impl OobStream {
         }
     }
 
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// The peer's address as text.
     pub fn peer(&self) -> &str {
         &self.peer

@@ -198,6 +198,7 @@ impl PpServer {
         Ok(PpServer { stream, records: 1 })
     }
 
+    #[allow(dead_code)] // used by tests/oob_golden.rs
     /// The client's address.
     pub fn peer(&self) -> &str {
         self.stream.peer()

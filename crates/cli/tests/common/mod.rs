@@ -16,10 +16,10 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_softverbs")
 }
 
-/// `SOFTVERBS_DEVICES` with rxe0 on 127.0.<net>.1 and rxe1 on 127.0.<net>.2
+/// `SOFTVERBS_DEVICES` with rxe0 on 127.91.<net>.1 and rxe1 on 127.91.<net>.2
 /// (one `net` per test).
 pub fn devices(net: u8) -> String {
-    format!("rxe0=rxe:127.0.{net}.1,rxe1=rxe:127.0.{net}.2")
+    format!("rxe0=rxe:127.91.{net}.1,rxe1=rxe:127.91.{net}.2")
 }
 
 /// A `softverbs` command with the devices of `net`.
