@@ -9,7 +9,7 @@ use softverbs_wire::psn::{psn_add, psn_diff};
 use softverbs_wire::{AckSyndrome, NakCode, OpKind, Position};
 
 use crate::memory::MemKey;
-use crate::qp::{Ctx, Incoming, Qp, QpAttrs};
+use crate::qp::{Ctx, Incoming, Qp, QpAttrs, QpType};
 use crate::sgl;
 use crate::time::{ack_timeout, rnr_delay, Instant};
 use crate::wc::{Completion, WcQueue, WcStatus};
@@ -327,12 +327,15 @@ impl Qp {
 
     /// Pop acknowledged WQEs from the head and complete them in order.
     pub(crate) fn complete_ready(&mut self) {
+        // Whether the WQE being resent (go-back-N) was itself acknowledged.
+        let mut popped_current = false;
         while let Some(w) = self.req.sq.front() {
             let acked = w.done && w.sent_all;
             if !acked {
                 break;
             }
             let w = self.req.sq.pop_front().expect("front exists");
+            popped_current |= self.req.cur == 0;
             self.req.cur = self.req.cur.saturating_sub(1);
             if self.cfg.sq_sig_all || w.wr.flags.signaled {
                 let mut c = Completion::new(
@@ -345,6 +348,15 @@ impl Qp {
                 c.byte_len = u32::try_from(w.len()).unwrap_or(u32::MAX);
                 self.completions.push_back(c);
             }
+        }
+        // An ACK (reordered, or for packets that arrived after all) went
+        // past the resend position: carry on from the first unacknowledged
+        // PSN rather than inside a completed WQE (found against rxe under
+        // reordering; the stale position broke later rewinds).
+        let behind = popped_current || psn_diff(self.req.psn, self.comp.una) < 0;
+        if self.cfg.qp_type == QpType::Rc && behind {
+            let mtu = self.attrs.path_mtu.bytes();
+            self.req.resume_at(self.comp.una, mtu);
         }
         if !self.anything_outstanding() {
             self.comp.retransmit_at = None;

@@ -131,6 +131,23 @@ impl RequesterState {
         self.noack_pkts = 0;
     }
 
+    /// Continue at `una`, the first unacknowledged PSN, after an ACK went
+    /// past where a go-back-N resend stands: inside the started WQE that
+    /// holds it, else with the first WQE not started yet (all started ones
+    /// are acknowledged, so `una` is the next new PSN).
+    pub fn resume_at(&mut self, una: u32, mtu: usize) {
+        if self.rewind_to(una, mtu) {
+            return;
+        }
+        self.cur = self
+            .sq
+            .iter()
+            .position(|w| !w.started)
+            .unwrap_or(self.sq.len());
+        self.offset = 0;
+        self.psn = una;
+    }
+
     /// Rewind so the next packet sent is the one numbered `psn` (go-back-N).
     /// Returns false when no started WQE holds that PSN.
     pub fn rewind_to(&mut self, psn: u32, mtu: usize) -> bool {
