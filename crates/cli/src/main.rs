@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod baseline;
 mod bench;
 mod decode;
 mod demo;
@@ -30,6 +31,11 @@ enum Command {
     ///
     /// Example: softverbs demo
     Demo(demo::DemoArgs),
+    /// The speeds to read perf results against: memcpy and a plain UDP
+    /// loopback transfer of the same bytes, measured now on this machine.
+    ///
+    /// Example: softverbs baseline -s 64,4096,65536
+    Baseline(baseline::BaselineArgs),
     /// Devices with their attributes and capabilities (`ibv_devinfo`,
     /// `rdma dev`); `-v` for every attribute.
     ///
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Baseline(args) => baseline::run(args),
         Command::Dev(args) => rdma::dev(args),
         Command::Link(args) => rdma::link(args),
         Command::Res(args) => rdma::res(args),
