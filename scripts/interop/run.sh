@@ -106,9 +106,9 @@ perf pf-read_lat       m1024 read_lat  "-s 2 -n 500"
 perf pf-write_bw-m4096 m4096 write_bw  "-s 65536 -n 200"
 perf pf-send_bw-m4096  m4096 send_bw   "-s 65536 -n 200"
 # RC under 1% loss and reordering on both directions of the link.
-perf nm-write_bw       m1024 write_bw  "-s 65536 -n 200" "snap netem"
-perf nm-send_bw        m1024 send_bw   "-s 65536 -n 200" "snap netem"
-perf nm-write_bw-a     m1024 write_bw  "-a -n 4" "snap netem"
+perf nm-write_bw       m1024 write_bw  "-s 65536 -n 100" "snap netem"
+perf nm-send_bw        m1024 send_bw   "-s 65536 -n 100" "snap netem"
+perf nm-write_bw-a     m1024 write_bw  "-a -n 5" "snap netem"
 row "nm-pp-rc-m1024-s4096|m1024|pingpong rc -d rxe0 -g 1 -n 200 -s 4096 -m 1024 -c|ibv_rc_pingpong -d rxe0 -g 1 -n 200 -s 4096 -m 1024 -c|netem"
 
 # Every row in both directions: sv-srv (softverbs server, rxe client) and
@@ -128,6 +128,9 @@ fi
 
 # ------------------------------------------------------------------ setup
 [[ $(id -u) == 0 ]] || die "run as root (network namespace, taps, tcpdump)"
+# One suite at a time: the namespace, the tap and TCP port 18515 are shared.
+exec 9>"/run/softverbs-interop-$NETNS.lock"
+flock -n 9 || die "another interop run holds /run/softverbs-interop-$NETNS.lock"
 
 install_deps() {
   export DEBIAN_FRONTEND=noninteractive
@@ -285,14 +288,11 @@ phase() {
   CUR_PHASE=$1
 }
 
-netem_on() {
-  nsx tc qdisc replace dev rxetap1 root netem loss 1% delay 1ms reorder 25% 50%
-  grun 30 "netem eth0 loss 1% delay 1ms reorder 25% 50%"
-}
-netem_off() {
-  nsx tc qdisc del dev rxetap1 root 2>/dev/null
-  grun 30 "netem eth0 off"
-}
+# RC under loss and reordering: 1% loss and 10% of packets sent 1 ms early
+# (netem delay + reorder), each direction, applied inside the guest.
+NETEM="loss 1% delay 1ms reorder 10% 25%"
+netem_on() { grun 30 "impair $NETEM" || log "warning: could not set up netem in the guest"; }
+netem_off() { grun 30 "impair off" >/dev/null; }
 
 # wait_listen PID PORT: until the host-side server listens (or died).
 wait_listen() {
@@ -328,7 +328,7 @@ run_case() {
   echo "host (netns $NETNS): $env $sv_cmd" >"$cdir/cmd.txt"
   echo "guest g1: $rx_cmd" >>"$cdir/cmd.txt"
   [[ $opts == *netem* ]] && netem_on
-  ip netns exec "$NETNS" tcpdump -i "$BR" --immediate-mode -U -s $snap -w "$cdir/capture.pcap" 'udp port 4791 or tcp port '"$port" >"$cdir/tcpdump.log" 2>&1 &
+  ip netns exec "$NETNS" tcpdump -i "$BR" --immediate-mode -B 16384 -U -s $snap -w "$cdir/capture.pcap" 'udp port 4791 or tcp port '"$port" >"$cdir/tcpdump.log" 2>&1 &
   local td=$!; TD_PID=$td
   for _ in $(seq 1 50); do grep -q listening "$cdir/tcpdump.log" 2>/dev/null && break; sleep 0.05; done
   local T=$CASE_TIMEOUT id hrc grc hp
@@ -361,7 +361,7 @@ run_case() {
   fi
   sleep 0.5
   kill -INT "$td" 2>/dev/null; wait "$td" 2>/dev/null
-  [[ $opts == *netem* ]] && netem_off
+  if [[ $opts == *netem* ]]; then grun 10 "tc -s qdisc show dev eth0; tc -s qdisc show dev ifb0" >/dev/null; cp "$Q/g1.$(printf %04d $JOBN).out" "$cdir/netem-stats.txt"; netem_off; fi
   if [[ -n "$id" ]]; then
     cp "$Q/$id.out" "$cdir/guest.out" 2>/dev/null
     cp "$Q/$id.cnt0" "$cdir/rxe-counters-before.txt" 2>/dev/null
@@ -372,7 +372,7 @@ run_case() {
   # it must equal what the capture saw going to the guest — not under
   # netem, which drops after the capture point); softverbs dropped nothing
   # for a bad ICRC; every fully captured packet's ICRC recomputes.
-  local why=() to_guest=0 rcvd=0 bad_icrc sv_icrc
+  local why=() to_guest=0 rcvd=0 bad_icrc sv_icrc detail_extra=""
   [[ $hrc == 0 ]] || why+=("softverbs rc=$hrc")
   [[ $grc == 0 ]] || why+=("rxe rc=$grc")
   to_guest=$(tcpdump -r "$cdir/capture.pcap" -n "udp dst port 4791 and dst host $G1_IP" 2>/dev/null | wc -l)
@@ -380,9 +380,14 @@ run_case() {
   # A packet that reaches the guest after its tool destroyed the QP (a last
   # ACK or a send the tool did not wait for: srq_pingpong stops counting
   # before its last sends complete) is dropped before rcvd_pkts counts it;
-  # up to 4 such late packets are tolerated and reported.
-  local late=$((to_guest - rcvd))
-  if [[ $opts != *netem* ]] && (( late < 0 || late > 4 )); then
+  # a few such late packets are tolerated and reported.
+  # ibv_srq_pingpong may leave one message per QP (and its ACK) in flight.
+  local late=$((to_guest - rcvd)) tol=4 cap_drop
+  [[ $name == *srq* ]] && tol=24
+  cap_drop=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$cdir/tcpdump.log")
+  if [[ ${cap_drop:-0} != 0 ]]; then
+    detail_extra=" capture_dropped=$cap_drop (count check skipped)"
+  elif [[ $opts != *netem* ]] && (( late < 0 || late > tol )); then
     why+=("rxe rcvd_pkts +$rcvd but $to_guest sent to it")
   fi
   sv_icrc=$(grep -oE 'drop_bad_icrc[": =]+[0-9]+' "$cdir/host.out" | grep -oE '[0-9]+$' | tail -1)
@@ -393,7 +398,18 @@ run_case() {
   [[ "${bad_n:-0}" == 0 ]] || why+=("capture: $bad_n bad ICRC")
   local status=PASS detail
   [[ ${#why[@]} == 0 ]] || status=FAIL
-  detail="to_rxe=$to_guest rxe_rcvd=$rcvd${late:+ late=$late} icrc_ok=${ok_n:-0} sv_drop_bad_icrc=$sv_icrc"
+  (( late == 0 )) && late=""
+  detail="to_rxe=$to_guest rxe_rcvd=$rcvd${late:+ late=$late} icrc_ok=${ok_n:-0} sv_drop_bad_icrc=$sv_icrc$detail_extra"
+  if [[ $opts == *netem* ]]; then
+    # evidence that recovery ran: softverbs' retransmissions and rxe's
+    # duplicate / out-of-sequence / retry counters over the case
+    local sv_retx k d=""
+    sv_retx=$(grep -oE 'qp_retransmitted_pkts[": =]+[0-9]+' "$cdir/host.out" | grep -oE '[0-9]+$' | tail -1)
+    for k in duplicate_request out_of_seq_request rcvd_seq_err completer_retry_err; do
+      d+=" rxe_$k=$(( $(counter $k "$cdir/rxe-counters-after.txt") - $(counter $k "$cdir/rxe-counters-before.txt") ))"
+    done
+    detail+=" sv_retransmitted=${sv_retx:-?}$d"
+  fi
   [[ ${#why[@]} == 0 ]] || detail="$(IFS=';'; echo "${why[*]}"); $detail"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$dir" "$ph" "$status" $((SECONDS - t0)) "$detail" \
     "$env $sv_cmd" "$rx_cmd" "$cdir" >>"$RESULTS"

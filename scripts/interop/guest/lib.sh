@@ -14,9 +14,19 @@ srv() {
   touch "$Q/$ID.ready"
   wait $p
 }
-# netem DEV ARGS...: impair what leaves DEV (off: remove).
-netem() {
-  local dev=$1; shift
-  tc qdisc del dev "$dev" root 2>/dev/null
-  [ "$1" = off ] || tc qdisc add dev "$dev" root netem "$@"
+# impair ARGS... | impair off: netem on both directions of eth0, inside the
+# guest (the host kernel need not have sch_netem): egress directly, ingress
+# through ifb0 (eth0's ingress redirected there).
+impair() {
+  tc qdisc del dev eth0 root 2>/dev/null
+  tc qdisc del dev eth0 ingress 2>/dev/null
+  ip link del ifb0 2>/dev/null
+  [ "$1" = off ] && return 0
+  modprobe sch_netem; modprobe ifb numifbs=0; modprobe act_mirred; modprobe cls_matchall
+  tc qdisc add dev eth0 root netem "$@" || return 1
+  ip link add ifb0 type ifb && ip link set ifb0 mtu 9000 && ip link set ifb0 up || return 1
+  tc qdisc add dev eth0 handle ffff: ingress || return 1
+  tc filter add dev eth0 parent ffff: matchall action mirred egress redirect dev ifb0 || return 1
+  tc qdisc add dev ifb0 root netem "$@" || return 1
+  tc -s qdisc show dev eth0; tc -s qdisc show dev ifb0
 }
