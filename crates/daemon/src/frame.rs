@@ -39,6 +39,20 @@ impl Kind {
     pub const DEVICES: Kind = Kind(4);
     /// Every object of every client of every device, JSON (`res show`).
     pub const RESOURCES: Kind = Kind(5);
+    /// Create a device at run time (`softverbs link add`): body = one
+    /// device entry in the `SOFTVERBS_DEVICES` syntax
+    /// (`name=kind:addr[:port][:mtu=N]`). Reply: the device's name.
+    /// See [`crate::control`].
+    pub const LINK_ADD: Kind = Kind(6);
+    /// Remove a device (`softverbs link delete`): body = its name; refused
+    /// with `EBUSY`, naming the owners, while a client has it open.
+    /// Reply: empty.
+    pub const LINK_DEL: Kind = Kind(7);
+    /// The daemon's and every device's counters, JSON (`stat show`).
+    pub const COUNTERS: Kind = Kind(8);
+    /// Every device with its attributes, ports and GIDs, JSON (`dev`,
+    /// `link show`).
+    pub const DEVICE_INFO: Kind = Kind(9);
     /// Error reply: `u32 errno, u32 0`, then a UTF-8 message.
     pub const ERROR: Kind = Kind(0xffff);
 

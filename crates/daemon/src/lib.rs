@@ -15,8 +15,13 @@
 //! - [`wqe`]: the layouts of ring entries.
 //! - [`server`]: the daemon; [`worker`]: its per-connection ring worker.
 //! - [`client`]: the client side (the verbs crate's daemon backend).
+//! - [`control`]: run-time control frames (`link add`/`delete`, counters,
+//!   device attributes) and their client calls.
+//! - [`entry`]: the daemon's command line (`softverbsd`, `softverbs daemon`).
 
 pub mod client;
+pub mod control;
+pub mod entry;
 pub mod frame;
 pub mod proto;
 pub mod ring;

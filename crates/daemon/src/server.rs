@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use softverbs_core::objects::ids::{CHANNEL, CQ, CREATE};
@@ -44,7 +44,9 @@ pub struct Stats {
 /// What the daemon owns: the devices and its counters.
 #[derive(Debug)]
 pub struct Daemon {
-    devices: Vec<Arc<Device>>,
+    /// The devices; `softverbs link add`/`delete` change the list at run
+    /// time ([`crate::control`]).
+    pub(crate) devices: RwLock<Vec<Arc<Device>>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -53,19 +55,22 @@ impl Daemon {
     /// A daemon over these devices.
     pub fn new(devices: Vec<Arc<Device>>) -> Arc<Self> {
         Arc::new(Daemon {
-            devices,
+            devices: RwLock::new(devices),
             stats: Stats::default(),
         })
     }
 
-    /// The devices.
-    pub fn devices(&self) -> &[Arc<Device>] {
-        &self.devices
+    /// The devices (now: `link add`/`delete` may change them).
+    pub fn devices(&self) -> Vec<Arc<Device>> {
+        self.devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every live object of every client, host-wide.
     pub fn resources(&self) -> Vec<softverbs_core::Resource> {
-        self.devices.iter().flat_map(|d| d.resources()).collect()
+        self.devices().iter().flat_map(|d| d.resources()).collect()
     }
 }
 
@@ -288,7 +293,7 @@ impl Conn {
             }
             Kind::DEVICES => Ok(self
                 .daemon
-                .devices
+                .devices()
                 .iter()
                 .map(|d| d.name().to_string())
                 .collect::<Vec<_>>()
@@ -296,6 +301,7 @@ impl Conn {
                 .into_bytes()),
             Kind::RESOURCES => serde_json::to_vec(&self.daemon.resources())
                 .map_err(|e| invalid(format!("resources: {e}"))),
+            k if crate::control::handles(k) => crate::control::handle(&self.daemon, k, &f.body),
             k => Err(UapiError::from(softverbs_core::VerbsError::unsupported(
                 "softverbsd",
                 format!("frame kind {:#x}", k.0),
@@ -308,18 +314,26 @@ impl Conn {
             return Err(invalid("a device is already open on this connection"));
         }
         let name = std::str::from_utf8(body).map_err(|_| invalid("device name is not UTF-8"))?;
-        let dev = self
-            .daemon
-            .devices
-            .iter()
-            .find(|d| d.name() == name)
-            .cloned()
-            .ok_or_else(|| {
-                verr(softverbs_core::VerbsError::NotFound(format!(
-                    "no device named {name}"
-                )))
-            })?;
-        let uctx = dev.open(self.owner.clone()).map_err(verr)?;
+        // The device is opened under the list's read lock, so a `link
+        // delete` (write lock) sees every context of the device it removes.
+        let (dev, uctx) = {
+            let list = self
+                .daemon
+                .devices
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let dev = list
+                .iter()
+                .find(|d| d.name() == name)
+                .cloned()
+                .ok_or_else(|| {
+                    verr(softverbs_core::VerbsError::NotFound(format!(
+                        "no device named {name}"
+                    )))
+                })?;
+            let uctx = dev.open(self.owner.clone()).map_err(verr)?;
+            (dev, uctx)
+        };
         let channel = uctx.create_comp_channel().map_err(verr)?;
         let rings = Arc::new(Mutex::new(RingSet::default()));
         let kick = Arc::new(Doorbell::new().map_err(|e| invalid(e.to_string()))?);
