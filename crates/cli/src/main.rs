@@ -11,6 +11,7 @@ mod baseline;
 mod bench;
 mod decode;
 mod demo;
+mod host;
 mod perftest;
 mod pingpong;
 mod rdma;
@@ -41,15 +42,18 @@ enum Command {
     ///
     /// Example: softverbs dev show rxe0 -v
     Dev(rdma::DevArgs),
-    /// Ports: state, MTU, GIDs and the address behind them (`rdma link`).
+    /// Ports: state, MTU, GIDs and the address behind them (`rdma link`);
+    /// `link add`/`delete` create and remove devices of a running daemon.
     ///
-    /// Example: softverbs link show rxe0/1
+    /// Example: softverbs link add rxe2 type rxe netdev eth0
     Link(rdma::LinkArgs),
-    /// Resources with their owners (`rdma res show`).
+    /// Resources with their owners (`rdma res show`): every process's
+    /// when a daemon runs, this process's otherwise.
     ///
     /// Example: softverbs res show qp -j
     Res(rdma::ResArgs),
-    /// Counters (`rdma statistic show`).
+    /// Counters (`rdma statistic show`): the daemon's devices when one
+    /// runs, this process's otherwise.
     ///
     /// Example: softverbs stat show rxe0
     Stat(rdma::StatArgs),
@@ -81,6 +85,11 @@ enum Command {
     ///
     /// Example: softverbs perf write_bw --loopback -s 65536
     Perf(bench::perf::PerfCmd),
+    /// softverbsd in the foreground: owns the host's devices and serves
+    /// every process over a Unix socket (the same server as `softverbsd`).
+    ///
+    /// Example: softverbs daemon --socket /tmp/sv.sock --devices rxe0=rxe:10.0.0.1
+    Daemon(host::DaemonArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +105,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Pingpong(cmd) => bench::pingpong::run(cmd),
         Command::Perf(cmd) => bench::perf::main(cmd),
+        Command::Daemon(args) => host::daemon(args),
     };
     match result {
         Ok(code) => code,

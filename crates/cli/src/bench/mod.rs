@@ -25,19 +25,20 @@ pub fn oob_err(e: crate::pingpong::net::OobError) -> anyhow::Error {
 }
 
 /// Opens device `name`, or the first device when `None` (what `-d` means
-/// in the real tools). An unknown name lists the devices there are.
+/// in the real tools). An unknown name lists the devices there are: the
+/// running daemon's, else this process's.
 pub fn open_device(name: Option<&str>) -> Result<Context> {
-    let devs = softverbs::devices().map_err(|e| anyhow!("{e}"))?;
-    let names: Vec<&str> = devs.iter().map(|d| d.name.as_str()).collect();
+    let (names, from) = crate::host::device_names()?;
     let name = match name {
         Some(n) => n,
-        None => names.first().copied().ok_or_else(|| {
-            anyhow!("No IB devices found (configure them with SOFTVERBS_DEVICES)")
-        })?,
+        None => names
+            .first()
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("No IB devices found ({from})"))?,
     };
-    if !names.contains(&name) {
+    if !names.iter().any(|n| n == name) {
         bail!(
-            "IB device {name} not found (devices: {}; configure them with SOFTVERBS_DEVICES)",
+            "IB device {name} not found (devices: {}; {from})",
             names.join(", ")
         );
     }
