@@ -38,6 +38,10 @@ pub(crate) struct CtxBox {
     pub cqs: Mutex<HashMap<u32, usize>>,
     /// SRQ id → `*mut SrqBox`.
     pub srqs: Mutex<HashMap<u32, usize>>,
+    /// What `cmd_fd` names: `/dev/null`, so that programs that `dup` it
+    /// (pyverbs's shared-PD test, before `ibv_import_device`, which is
+    /// `EOPNOTSUPP`) get a valid descriptor.
+    _cmd_file: Option<std::fs::File>,
 }
 
 const CTX_OFFSET: usize = offset_of!(CtxBox, vctx) + offset_of!(sys::verbs_context, context);
@@ -83,6 +87,7 @@ pub unsafe extern "C" fn ibv_open_device(device: *mut sys::ibv_device) -> *mut s
         Ok(c) => c,
         Err(e) => return null(report("ibv_open_device", &e)),
     };
+    let cmd_file = std::fs::File::open("/dev/null").ok();
     let ops = sys::ibv_context_ops {
         poll_cq: Some(crate::cq::poll_cq),
         req_notify_cq: Some(crate::cq::req_notify_cq),
@@ -94,7 +99,7 @@ pub unsafe extern "C" fn ibv_open_device(device: *mut sys::ibv_device) -> *mut s
     let context = sys::ibv_context {
         device,
         ops,
-        cmd_fd: -1,
+        cmd_fd: cmd_file.as_ref().map_or(-1, |f| f.as_raw_fd()),
         async_fd: ctx.async_events().as_fd().as_raw_fd(),
         num_comp_vectors: 1,
         // PTHREAD_MUTEX_INITIALIZER is all zeros in glibc.
@@ -104,6 +109,8 @@ pub unsafe extern "C" fn ibv_open_device(device: *mut sys::ibv_device) -> *mut s
     };
     let vctx = sys::verbs_context {
         query_port: Some(verbs_query_port),
+        query_device_ex: Some(verbs_query_device_ex),
+        create_qp_ex: Some(crate::qpex::create_qp_ex),
         sz: size_of::<sys::verbs_context>() as sys::size_t,
         context,
         ..Default::default()
@@ -116,6 +123,7 @@ pub unsafe extern "C" fn ibv_open_device(device: *mut sys::ibv_device) -> *mut s
         qps: Mutex::default(),
         cqs: Mutex::default(),
         srqs: Mutex::default(),
+        _cmd_file: cmd_file,
     });
     let p = Box::into_raw(b);
     // SAFETY: `p` is a live box; the context field is inside it.
@@ -212,6 +220,47 @@ pub unsafe extern "C" fn ibv_query_device(
     }
     // SAFETY: the caller passes a writable ibv_device_attr.
     unsafe { attr.write(device_attr(b.dev)) };
+    0
+}
+
+/// `verbs_context.query_device_ex` (behind the header's inline
+/// `ibv_query_device_ex`): the basic attributes, `device_cap_flags_ex`
+/// (the same flags) and `phys_port_cnt_ex`; everything softverbs has no
+/// notion of (ODP, TSO, RSS, tag matching, timestamps, …) stays zero.
+unsafe extern "C" fn verbs_query_device_ex(
+    context: *mut sys::ibv_context,
+    input: *const sys::ibv_query_device_ex_input,
+    attr: *mut sys::ibv_device_attr_ex,
+    attr_size: sys::size_t,
+) -> c_int {
+    let Some(b) = ctx_ref(context) else {
+        return EINVAL;
+    };
+    // SAFETY: `input` is NULL or points to the caller's input struct.
+    if !input.is_null() && unsafe { (*input).comp_mask } != 0 {
+        return EINVAL;
+    }
+    let orig = size_of::<sys::ibv_device_attr>();
+    if attr.is_null() || (attr_size as usize) < orig {
+        return EINVAL;
+    }
+    let orig_attr = device_attr(b.dev);
+    let a = sys::ibv_device_attr_ex {
+        device_cap_flags_ex: u64::from(orig_attr.device_cap_flags),
+        phys_port_cnt_ex: u32::from(orig_attr.phys_port_cnt),
+        orig_attr,
+        ..Default::default()
+    };
+    let n = (attr_size as usize).min(size_of::<sys::ibv_device_attr_ex>());
+    // SAFETY: the caller's `attr` holds `attr_size` writable bytes (an
+    // older, smaller ibv_device_attr_ex gets its prefix); `a` is a local.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (&a as *const sys::ibv_device_attr_ex).cast::<u8>(),
+            attr.cast::<u8>(),
+            n,
+        )
+    };
     0
 }
 
@@ -479,7 +528,8 @@ pub unsafe extern "C" fn _ibv_query_gid_table(
         for i in 0..len {
             if let Ok(e) = gid_entry(b, port, i) {
                 if n == max_entries {
-                    return -(crate::util::ENOMEM as isize);
+                    // The kernel's answer to a buffer that is too small.
+                    return -(EINVAL as isize);
                 }
                 // SAFETY: n < max_entries, each slot entry_size bytes apart.
                 unsafe {

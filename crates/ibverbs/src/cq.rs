@@ -102,11 +102,15 @@ pub unsafe extern "C" fn ibv_create_cq(
     cqe: c_int,
     cq_context: *mut c_void,
     channel: *mut sys::ibv_comp_channel,
-    _comp_vector: c_int,
+    comp_vector: c_int,
 ) -> *mut sys::ibv_cq {
     let Some(cb) = ctx_ref(context) else {
         return null(EINVAL);
     };
+    // As the kernel does: a completion vector the context does not have.
+    if comp_vector < 0 || comp_vector >= cb.vctx.context.num_comp_vectors {
+        return null(EINVAL);
+    }
     let chan = if channel.is_null() {
         None
     } else {

@@ -37,6 +37,7 @@ mod device;
 mod misc;
 mod objects;
 mod qp;
+mod qpex;
 mod stubs;
 mod util;
 

@@ -30,7 +30,9 @@ const SRQ_MAGIC: u64 = 0x736f_6674_7372_3031;
 /// A queue pair.
 #[repr(C)]
 pub(crate) struct QpBox {
-    pub c: sys::ibv_qp,
+    /// An `ibv_qp_ex` for every QP (its first field is the `ibv_qp`); its
+    /// `wr_*` pointers are set only for QPs created with send ops flags.
+    pub c: sys::ibv_qp_ex,
     magic: u64,
     qp: Qp,
     ctx: *const CtxBox,
@@ -41,6 +43,11 @@ pub(crate) struct QpBox {
     /// What `ibv_query_qp` reports that softverbs does not keep: the primary
     /// path as last set, and the port.
     path: Mutex<(Option<AhAttr>, u8)>,
+    /// The granted `max_recv_sge` (receive WRs with more SGEs are refused
+    /// with `EINVAL`, as providers do).
+    max_recv_sge: u32,
+    /// Work requests between `ibv_wr_start` and `ibv_wr_complete`.
+    pub batch: Mutex<crate::qpex::WrBatch>,
 }
 
 /// A shared receive queue.
@@ -171,7 +178,10 @@ pub unsafe extern "C" fn ibv_create_qp(
     let ctx =
         crate::context::ctx_ref(pb.c.context).map_or(core::ptr::null(), |c| c as *const CtxBox);
     let p = Box::into_raw(Box::new(QpBox {
-        c,
+        c: sys::ibv_qp_ex {
+            qp_base: c,
+            ..Default::default()
+        },
         magic: QP_MAGIC,
         qp,
         ctx,
@@ -180,6 +190,8 @@ pub unsafe extern "C" fn ibv_create_qp(
         recv_cq: rcq,
         srq: srq.map_or(core::ptr::null(), |s| s as *const SrqBox),
         path: Mutex::new((None, 1)),
+        max_recv_sge: ia.cap.max_recv_sge,
+        batch: Mutex::default(),
     }));
     // SAFETY: the context outlives its objects (closing it first is the
     // application's error, as with libibverbs).
@@ -629,6 +641,21 @@ pub(crate) unsafe extern "C" fn post_recv(
         }
         return EINVAL;
     };
+    if b.srq.is_null() {
+        let mut cur = wr;
+        while !cur.is_null() {
+            // SAFETY: the caller's list is a valid chain of work requests.
+            let w = unsafe { &*cur };
+            if w.num_sge < 0 || w.num_sge as u32 > b.max_recv_sge {
+                if !bad_wr.is_null() {
+                    // SAFETY: a writable pointer slot.
+                    unsafe { *bad_wr = cur };
+                }
+                return EINVAL;
+            }
+            cur = w.next;
+        }
+    }
     // SAFETY: forwarded from the caller.
     unsafe { post_recv_chain(wr, bad_wr, "ibv_post_recv", |r| b.qp.post_recv(r)) }
 }
@@ -792,13 +819,18 @@ pub unsafe extern "C" fn ibv_destroy_srq(srq: *mut sys::ibv_srq) -> c_int {
     0
 }
 
-/// `ibv_qp_to_qp_ex`: QPs of this library have no extended form yet.
+/// `ibv_qp_to_qp_ex`: the extended QP of a QP created by
+/// `ibv_create_qp_ex` with `IBV_QP_INIT_ATTR_SEND_OPS_FLAGS`, else NULL
+/// (`EOPNOTSUPP`).
 ///
 /// # Safety
 /// Any pointer.
 #[no_mangle]
-pub unsafe extern "C" fn ibv_qp_to_qp_ex(_qp: *mut sys::ibv_qp) -> *mut sys::ibv_qp_ex {
-    null(EOPNOTSUPP)
+pub unsafe extern "C" fn ibv_qp_to_qp_ex(qp: *mut sys::ibv_qp) -> *mut sys::ibv_qp_ex {
+    match qp_ref(qp) {
+        Some(b) if b.c.wr_start.is_some() => qp.cast(),
+        _ => null(EOPNOTSUPP),
+    }
 }
 
 #[cfg(test)]
