@@ -303,4 +303,43 @@ pub trait Driver: Send + Sync + 'static {
     fn driver_spec(&self) -> Option<&'static DriverSpec> {
         None
     }
+
+    /// Gives a QP's receive queue (`srq` false) or an SRQ (`srq` true) a
+    /// [`RecvSource`]: receive WQEs posted where the device fetches them
+    /// itself, as hardware reads its receive queue from host memory. The
+    /// device pulls from it whenever datagrams arrive, before handling
+    /// them, and on [`Driver::pull_recv`], so a WQE posted before a peer
+    /// sent is there when the packet lands (softverbsd's shared-memory
+    /// rings). `None` removes it; destroying the queue removes it too.
+    fn set_recv_source(
+        &self,
+        srq: bool,
+        id: u32,
+        source: Option<Arc<dyn RecvSource>>,
+    ) -> Result<()> {
+        let _ = (srq, id, source);
+        Err(crate::error::VerbsError::unsupported(
+            self.name(),
+            "receive sources",
+        ))
+    }
+
+    /// Pulls the WQEs of one queue's [`RecvSource`] now; returns how many.
+    fn pull_recv(&self, srq: bool, id: u32) -> Result<usize> {
+        let _ = (srq, id);
+        Err(crate::error::VerbsError::unsupported(
+            self.name(),
+            "receive sources",
+        ))
+    }
+}
+
+/// Receive WQEs the device fetches itself (see [`Driver::set_recv_source`]).
+/// Called with the device's lock held: an implementation must not call
+/// back into the driver.
+pub trait RecvSource: Send + Sync {
+    /// Moves the WQEs posted since the last call into `out`, in order.
+    fn pull(&self, out: &mut Vec<RecvWr>);
+    /// The device refused a pulled WQE (queue full, QP gone, ...).
+    fn refused(&self, wr_id: u64, err: crate::error::VerbsError);
 }

@@ -6,17 +6,17 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
-use softverbs_core::driver::Wc;
+use softverbs_core::driver::{RecvSource, Wc};
 use softverbs_core::events::CompChannel;
 use softverbs_core::objects::{CqObj, QpObj, SrqObj};
 use softverbs_core::shm::SharedMap;
 use softverbs_core::uapi::Handle;
 use softverbs_core::{ModifyAttrs, Ucontext};
-use softverbs_transport::{QpState, WcOpcode, WcQueue, WcStatus};
+use softverbs_transport::{QpState, RecvWr, WcOpcode, WcQueue, WcStatus};
 
 use crate::proto::{Attach, RingKind};
 use crate::ring::{Consumer, Header, Producer, RingError, Slots, HEADER_SIZE};
@@ -102,6 +102,96 @@ impl Slots for MapSlots {
 type RingConsumer = Consumer<MapHeader, MapSlots>;
 type RingProducer = Producer<MapHeader, MapSlots>;
 
+/// A receive or SRQ ring, read by the device itself (a [`RecvSource`]):
+/// when datagrams arrive the device pulls the WQEs the client has posted,
+/// as an HCA reads its receive queue from host memory, so a receive posted
+/// before the peer sent is never missed because this worker had not run
+/// yet (UD dropped such datagrams; RC answered them with RNR NAKs and
+/// waited a retry timer). The worker pulls too, through the device, when
+/// the client rings: one consumer, always under the device's lock, so the
+/// WQEs keep their order.
+struct RingRecv {
+    cons: Mutex<RingConsumer>,
+    stride: usize,
+    max_sge: u32,
+    kind: RingKind,
+    qpn: u32,
+    /// Error completions of refused or undecodable WQEs (receive rings;
+    /// an SRQ has no CQ of its own), for the worker to deliver.
+    errors: Mutex<Vec<Wc>>,
+    /// Refused or undecodable entries since the worker last looked.
+    bad: AtomicU64,
+    /// The indices were garbage: the ring is dropped.
+    corrupt: AtomicBool,
+    /// Entries were taken since the worker last looked.
+    moved: AtomicBool,
+}
+
+impl RingRecv {
+    fn fail(&self, wr_id: u64) {
+        self.bad.fetch_add(1, Ordering::Relaxed);
+        if self.kind != RingKind::Srq {
+            self.errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(error_wc(wr_id, self.kind, self.qpn));
+        }
+    }
+
+    fn consumer(&self) -> std::sync::MutexGuard<'_, RingConsumer> {
+        self.cons.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RecvSource for RingRecv {
+    fn pull(&self, out: &mut Vec<RecvWr>) {
+        if self.corrupt.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut c = self.consumer();
+        match c.available() {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => {
+                self.corrupt.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut slot = vec![0u8; self.stride];
+        loop {
+            match c.pop(&mut slot) {
+                Ok(false) => break,
+                Ok(true) => {
+                    self.moved.store(true, Ordering::Relaxed);
+                    match wqe::decode_recv(&slot, self.max_sge) {
+                        Ok(wr) => out.push(wr),
+                        Err(_) => {
+                            let id = u64::from_le_bytes(slot[0..8].try_into().unwrap_or_default());
+                            self.fail(id);
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.corrupt.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn refused(&self, wr_id: u64, _err: softverbs_core::VerbsError) {
+        self.fail(wr_id);
+    }
+}
+
+enum WqCons {
+    /// A send ring: the worker consumes it.
+    Send(RingConsumer),
+    /// A receive or SRQ ring; `device`: the device pulls it (else the
+    /// worker pulls and posts, for drivers without receive sources).
+    Recv { src: Arc<RingRecv>, device: bool },
+}
+
 struct WqRing {
     kind: RingKind,
     handle: Handle,
@@ -112,8 +202,24 @@ struct WqRing {
     /// CQ that error completions of this queue go to.
     cqn: u32,
     stride: usize,
-    cons: RingConsumer,
+    cons: WqCons,
     bell: Doorbell,
+}
+
+impl WqRing {
+    fn prepare_sleep(&self) -> bool {
+        match &self.cons {
+            WqCons::Send(c) => c.prepare_sleep(1).unwrap_or(false),
+            WqCons::Recv { src, .. } => src.consumer().prepare_sleep(1).unwrap_or(false),
+        }
+    }
+
+    fn awake(&self) {
+        match &self.cons {
+            WqCons::Send(c) => c.awake(),
+            WqCons::Recv { src, .. } => src.consumer().awake(),
+        }
+    }
 }
 
 struct CqRing {
@@ -199,6 +305,27 @@ impl RingSet {
                 a.kind, a.handle
             ));
         }
+        let cons = Consumer::new(hdr, slots, a.entries);
+        let cons = if a.kind == RingKind::Send {
+            WqCons::Send(cons)
+        } else {
+            let src = Arc::new(RingRecv {
+                cons: Mutex::new(cons),
+                stride: a.stride as usize,
+                max_sge,
+                kind: a.kind,
+                qpn: id,
+                errors: Mutex::new(Vec::new()),
+                bad: AtomicU64::new(0),
+                corrupt: AtomicBool::new(false),
+                moved: AtomicBool::new(false),
+            });
+            let device = uctx
+                .driver()
+                .set_recv_source(a.kind == RingKind::Srq, id, Some(src.clone()))
+                .is_ok();
+            WqCons::Recv { src, device }
+        };
         self.wqs.push(WqRing {
             kind: a.kind,
             handle: a.handle,
@@ -207,7 +334,7 @@ impl RingSet {
             max_inline,
             cqn,
             stride: a.stride as usize,
-            cons: Consumer::new(hdr, slots, a.entries),
+            cons,
             bell,
         });
         Ok(())
@@ -247,7 +374,13 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
     let mut errors: Vec<(u32, Wc)> = Vec::new();
     let mut to_error: Vec<Handle> = Vec::new();
     let mut slot = Vec::new();
-    for (i, w) in set.wqs.iter_mut().enumerate() {
+    // Receive rings first: a receive posted before a send is at the device
+    // before that send leaves.
+    let mut order: Vec<usize> = (0..set.wqs.len()).collect();
+    order.sort_by_key(|&i| set.wqs[i].kind == RingKind::Send);
+    let mut wrs: Vec<RecvWr> = Vec::new();
+    for i in order {
+        let w = &mut set.wqs[i];
         let alive = match w.kind {
             RingKind::Srq => ctx.get::<SrqObj>(w.handle).is_some(),
             _ => ctx.get::<QpObj>(w.handle).is_some(),
@@ -256,50 +389,78 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
             dead.push(i);
             continue;
         }
+        let srq = w.kind == RingKind::Srq;
+        let cons = match &mut w.cons {
+            WqCons::Send(c) => c,
+            WqCons::Recv { src, device } => {
+                if *device {
+                    let _ = drv.pull_recv(srq, w.id);
+                } else {
+                    wrs.clear();
+                    src.pull(&mut wrs);
+                    for wr in wrs.drain(..) {
+                        let id = wr.wr_id;
+                        let r = if srq {
+                            drv.post_srq_recv(w.id, wr)
+                        } else {
+                            drv.post_recv(w.id, wr)
+                        };
+                        if let Err(e) = r {
+                            src.refused(id, e);
+                        }
+                    }
+                }
+                moved |= src.moved.swap(false, Ordering::Relaxed);
+                let bad = src.bad.swap(0, Ordering::Relaxed);
+                d.stats.bad_ring_entries.fetch_add(bad, Ordering::Relaxed);
+                errors.extend(
+                    src.errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .drain(..)
+                        .map(|wc| (w.cqn, wc)),
+                );
+                if src.corrupt.load(Ordering::Relaxed) {
+                    d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
+                    if !srq {
+                        to_error.push(w.handle);
+                    }
+                    dead.push(i);
+                }
+                continue;
+            }
+        };
         slot.resize(w.stride, 0);
         loop {
-            match w.cons.pop(&mut slot) {
+            match cons.pop(&mut slot) {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(RingError::Corrupt { .. }) | Err(RingError::Full) => {
                     // Garbage indices: the ring is dropped and, like a
                     // hardware queue error, its QP goes to the error state.
                     d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
-                    if w.kind != RingKind::Srq {
-                        to_error.push(w.handle);
-                    }
+                    to_error.push(w.handle);
                     dead.push(i);
                     break;
                 }
             }
             moved = true;
-            let r = match w.kind {
-                RingKind::Send => wqe::decode_send(&slot, w.max_sge, w.max_inline)
-                    .map_err(|e| e.to_string())
-                    .and_then(|wr| {
-                        let id = wr.wr_id;
-                        drv.post_send(w.id, wr).map_err(|e| (id, e.to_string()).1)
-                    }),
-                RingKind::Recv => wqe::decode_recv(&slot, w.max_sge)
-                    .map_err(|e| e.to_string())
-                    .and_then(|wr| drv.post_recv(w.id, wr).map_err(|e| e.to_string())),
-                RingKind::Srq => wqe::decode_recv(&slot, w.max_sge)
-                    .map_err(|e| e.to_string())
-                    .and_then(|wr| drv.post_srq_recv(w.id, wr).map_err(|e| e.to_string())),
-                RingKind::Cq => Ok(()),
-            };
+            let r = wqe::decode_send(&slot, w.max_sge, w.max_inline)
+                .map_err(|e| e.to_string())
+                .and_then(|wr| drv.post_send(w.id, wr).map_err(|e| e.to_string()));
             if r.is_err() {
                 d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
                 let wr_id = u64::from_le_bytes(slot[0..8].try_into().unwrap_or_default());
-                if w.kind != RingKind::Srq {
-                    errors.push((w.cqn, error_wc(wr_id, w.kind, w.id)));
-                }
+                errors.push((w.cqn, error_wc(wr_id, w.kind, w.id)));
             }
         }
     }
     dead.sort_unstable();
     dead.dedup();
     for i in dead.into_iter().rev() {
+        // A receive source stays with the device until its queue is
+        // destroyed (a corrupt one yields nothing more): removing it here
+        // could remove the source of a new queue that reused the number.
         set.wqs.remove(i);
     }
     for h in to_error {
@@ -411,7 +572,7 @@ pub fn run(
                 // About to sleep: announce it on every ring, then re-check.
                 let mut sleep = true;
                 for w in &set.wqs {
-                    if !w.cons.prepare_sleep(1).unwrap_or(false) {
+                    if !w.prepare_sleep() {
                         sleep = false;
                     }
                 }
@@ -447,7 +608,7 @@ pub fn run(
         let set = rings.lock().unwrap_or_else(|e| e.into_inner());
         for w in &set.wqs {
             w.bell.drain();
-            w.cons.awake();
+            w.awake();
         }
     }
 }

@@ -57,7 +57,7 @@ use std::time::Duration;
 use softverbs_core::caps::DeviceCaps;
 use softverbs_core::driver::{
     AhAttr, DeviceCounters, Driver, DriverQpInit, MrKeys, MwBind, MwType, PortAttr, PortState,
-    QpInfo, QpInit, SrqAttr, Wc,
+    QpInfo, QpInit, RecvSource, SrqAttr, Wc,
 };
 use softverbs_core::efa::EfaDeviceAttr;
 use softverbs_core::events::{AsyncEvent, AsyncEvents, CompChannel};
@@ -107,6 +107,8 @@ struct State {
     backends: Vec<Box<dyn Backend>>,
     /// One send batch per backend.
     txs: Vec<TxBatch>,
+    /// Receive queues whose WQEs the device fetches itself, by (SRQ?, id).
+    recv_sources: HashMap<(bool, u32), Arc<dyn RecvSource>>,
 }
 
 /// Next free id from a cyclic counter in `[lo, hi]`.
@@ -192,7 +194,55 @@ impl State {
             dead_qps: QpCounters::default(),
             txs: backends.iter().map(|_| TxBatch::new()).collect(),
             backends,
+            recv_sources: HashMap::new(),
         }
+    }
+
+    /// Fetches the WQEs waiting in the receive sources (all of them, or
+    /// one) into their queues, in order; returns how many were posted.
+    fn pull_sources(&mut self, only: Option<(bool, u32)>) -> usize {
+        if self.recv_sources.is_empty() {
+            return 0;
+        }
+        let srcs: Vec<((bool, u32), Arc<dyn RecvSource>)> = match only {
+            Some(k) => self
+                .recv_sources
+                .get(&k)
+                .map(|s| vec![(k, s.clone())])
+                .unwrap_or_default(),
+            None => self
+                .recv_sources
+                .iter()
+                .map(|(k, s)| (*k, s.clone()))
+                .collect(),
+        };
+        let mut wrs = Vec::new();
+        let mut n = 0;
+        for ((srq, id), src) in srcs {
+            wrs.clear();
+            src.pull(&mut wrs);
+            for wr in wrs.drain(..) {
+                let wr_id = wr.wr_id;
+                let r = if srq {
+                    match self.srqs.get_mut(&id) {
+                        Some(s) => s.rq.push(wr).map_err(|_| VerbsError::QueueFull),
+                        None => Err(VerbsError::NotFound(format!("SRQ {id}"))),
+                    }
+                } else {
+                    match self.qps.get(&id).map(|m| m.backend) {
+                        Some(b) => self.backends[b]
+                            .post_recv(id, wr)
+                            .map_err(|e| post_error(id, e)),
+                        None => Err(VerbsError::NotFound(format!("QP {id:#x}"))),
+                    }
+                };
+                match r {
+                    Ok(()) => n += 1,
+                    Err(e) => src.refused(wr_id, e),
+                }
+            }
+        }
+        n
     }
 
     /// Drain backend `b`: its packets into its send batch (flushed when
@@ -400,6 +450,11 @@ fn io_loop(shared: Arc<Shared>, b: usize, port: Arc<UdpPort>) {
         }
         let mut st = shared.lock();
         let now = shared.now();
+        if got > 0 {
+            // As hardware reads a receive queue when a packet needs it: WQEs
+            // a client posted before its peer sent are here now.
+            st.pull_sources(None);
+        }
         for i in 0..got {
             let (dgram, src, truncated) = rx.get(i);
             let Some(src) = src else { continue };
@@ -1049,6 +1104,7 @@ impl Driver for SoftDevice {
             });
         }
         st.srqs.remove(&srq);
+        st.recv_sources.remove(&(true, srq));
         Ok(())
     }
 
@@ -1125,6 +1181,7 @@ impl Driver for SoftDevice {
     fn destroy_qp(&self, qpn: u32) -> Result<()> {
         let mut st = self.lock();
         let meta = st.qps.remove(&qpn).ok_or_else(|| Self::qp_missing(qpn))?;
+        st.recv_sources.remove(&(false, qpn));
         let c = st.backends[meta.backend].destroy_qp(qpn);
         add_counters(&mut st.dead_qps, &c);
         Ok(())
@@ -1163,6 +1220,45 @@ impl Driver for SoftDevice {
             .map_err(|err| post_error(qpn, err))?;
         self.shared.finish_inline(&mut st, b, now, port);
         Ok(())
+    }
+
+    fn set_recv_source(
+        &self,
+        srq: bool,
+        id: u32,
+        source: Option<Arc<dyn RecvSource>>,
+    ) -> Result<()> {
+        let mut st = self.lock();
+        let known = if srq {
+            st.srqs.contains_key(&id)
+        } else {
+            st.qps.contains_key(&id)
+        };
+        if !known {
+            return Err(VerbsError::NotFound(format!(
+                "{} {id:#x}",
+                if srq { "SRQ" } else { "QP" }
+            )));
+        }
+        match source {
+            Some(s) => st.recv_sources.insert((srq, id), s),
+            None => st.recv_sources.remove(&(srq, id)),
+        };
+        Ok(())
+    }
+
+    fn pull_recv(&self, srq: bool, id: u32) -> Result<usize> {
+        let ports = self.ports()?;
+        let now = self.shared.now();
+        let mut st = self.lock();
+        let n = st.pull_sources(Some((srq, id)));
+        if n > 0 {
+            // Flushes of a QP in the error state, SRQ limit events.
+            for (b, port) in ports.iter().enumerate() {
+                self.shared.finish_inline(&mut st, b, now, port);
+            }
+        }
+        Ok(n)
     }
 
     fn create_ah(&self, pd: u32, attr: AhAttr) -> Result<u32> {
