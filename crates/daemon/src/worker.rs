@@ -394,7 +394,11 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
             WqCons::Send(c) => c,
             WqCons::Recv { src, device } => {
                 if *device {
-                    let _ = drv.pull_recv(srq, w.id);
+                    // Only when the ring holds something: the device lock
+                    // is not taken for nothing.
+                    if src.consumer().available().map_or(true, |n| n > 0) {
+                        let _ = drv.pull_recv(srq, w.id);
+                    }
                 } else {
                     wrs.clear();
                     src.pull(&mut wrs);

@@ -317,7 +317,7 @@ fn ud_receive_posted_before_the_send_is_never_missed() {
             })
             .unwrap();
         let dest = ah.dest(ub.qp.qpn(), o.qkey);
-        for i in 0..200u64 {
+        for i in 0..1000u64 {
             ub.qp
                 .post_recv(RecvWr::new(i, ub.mr.sge(0, 40 + 64)))
                 .unwrap();
