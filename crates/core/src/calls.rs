@@ -17,7 +17,8 @@ use crate::objects::ids::*;
 use crate::qp_rules::ModifyAttrs;
 use crate::uapi::{AttrId, Call, Handle, ObjectId, Reply};
 
-fn out(reply: &Reply, id: AttrId) -> &[u8] {
+/// The bytes of output attribute `id` (empty when absent).
+pub(crate) fn out(reply: &Reply, id: AttrId) -> &[u8] {
     reply.bytes(id).unwrap_or(&[])
 }
 

@@ -4,12 +4,14 @@
 //! [`crate::uapi::Registry::call_encoded`] and decoded, exactly as the
 //! daemon backend will carry it over its socket.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use softverbs_transport::{Access, QpCounters, QpType};
 use softverbs_wire::Gid;
 
-use crate::abi::{self, Rd, Wr};
+use crate::abi::{self, Rd};
+use crate::calls::{out, VerbsCalls};
 use crate::caps::DeviceCaps;
 use crate::device::Device;
 use crate::driver::{AhAttr, Driver, MwType, PortAttr, QpInfo, QpInit, SrqAttr};
@@ -21,7 +23,7 @@ use crate::objects::{ChannelObj, ContextData, Owner};
 use crate::provider;
 use crate::qp_rules::ModifyAttrs;
 use crate::uapi::encoding::{decode_reply, encode_call};
-use crate::uapi::{AttrId, Call, Context, Destroyed, Handle, ObjectId, Reply, UapiError};
+use crate::uapi::{Call, Context, Destroyed, Handle, ObjectId, Reply, UapiError};
 
 /// A protection domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,18 +150,6 @@ impl std::fmt::Debug for Ucontext {
     }
 }
 
-pub(crate) fn out(reply: &Reply, id: AttrId) -> &[u8] {
-    reply.bytes(id).unwrap_or(&[])
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
-}
-
 impl Ucontext {
     pub(crate) fn new(device: Arc<Device>, data: Arc<ContextData>) -> Self {
         let ctx = Context::with_data(data.clone());
@@ -205,17 +195,7 @@ impl Ucontext {
     /// id) and decodes the reply; a failure comes back as the
     /// [`VerbsError`] the callee raised (see [`VerbsError::from_remote`]).
     pub fn call(&self, call: Call) -> Result<Reply> {
-        let call = call.driver(self.device.registry().driver_id());
-        let bytes = encode_call(&call);
-        let reply = self
-            .device
-            .registry()
-            .call_encoded(&self.ctx, &bytes, Vec::new());
-        match decode_reply(&reply) {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(e.into()),
-            Err(d) => Err(VerbsError::Uapi(UapiError::Decode(d))),
-        }
+        self.call_fds(call, Vec::new())
     }
 
     pub(crate) fn create(&self, call: Call) -> Result<(Handle, Reply)> {
@@ -233,38 +213,22 @@ impl Ucontext {
 
     /// Device attributes (`ibv_query_device`).
     pub fn query_device(&self) -> Result<DeviceCaps> {
-        let r = self.call(Call::new(DEVICE, QUERY_DEVICE).out(RESP, abi::CAPS_SIZE as u32))?;
-        Ok(abi::dec_caps(out(&r, RESP)))
+        VerbsCalls::query_device(self)
     }
 
     /// Port attributes (`ibv_query_port`).
     pub fn query_port(&self, port: u8) -> Result<PortAttr> {
-        let r = self.call(
-            Call::new(DEVICE, QUERY_PORT)
-                .value(PORT, port.into())
-                .out(RESP, abi::PORT_SIZE as u32),
-        )?;
-        Ok(abi::dec_port(out(&r, RESP)))
+        VerbsCalls::query_port(self, port)
     }
 
     /// One GID (`ibv_query_gid`).
     pub fn query_gid(&self, port: u8, index: u16) -> Result<Gid> {
-        let r = self.call(
-            Call::new(DEVICE, QUERY_GID)
-                .value(PORT, port.into())
-                .value(GID_INDEX, index.into())
-                .out(RESP, 16),
-        )?;
-        Ok(Rd::new(out(&r, RESP), 16).gid())
+        VerbsCalls::query_gid(self, port, index)
     }
 
     /// Allocates a protection domain.
     pub fn alloc_pd(&self) -> Result<PdRef> {
-        let (handle, r) = self.create(Call::new(PD, CREATE).out(RESP, 8))?;
-        Ok(PdRef {
-            handle,
-            id: u32_at(out(&r, RESP), 0),
-        })
+        VerbsCalls::alloc_pd(self)
     }
 
     /// Frees a protection domain (busy while anything uses it).
@@ -302,20 +266,7 @@ impl Ucontext {
 
     /// Allocates a memory window.
     pub fn alloc_mw(&self, pd: Handle, t: MwType) -> Result<MwRef> {
-        let ty = match t {
-            MwType::Type1 => 1,
-            MwType::Type2 => 2,
-        };
-        let (handle, r) = self.create(
-            Call::new(MW, CREATE)
-                .handle(PD_HANDLE, pd)
-                .value(MW_TYPE, ty)
-                .out(RESP, 8),
-        )?;
-        Ok(MwRef {
-            handle,
-            rkey: u32_at(out(&r, RESP), 0),
-        })
+        VerbsCalls::alloc_mw(self, pd, t)
     }
 
     /// Binds a type 1 window to `[addr, addr+len)` of `mr` through `qp`
@@ -329,16 +280,7 @@ impl Ucontext {
         len: u64,
         access: Access,
     ) -> Result<u32> {
-        let bind = Wr::default().u64(addr).u64(len).u32(access.0).u32(0).done();
-        let r = self.call(
-            Call::new(MW, BIND)
-                .handle(HANDLE, mw)
-                .handle(BIND_QP, qp)
-                .handle(BIND_MR, mr)
-                .bytes(IN, bind)
-                .out(RESP, 8),
-        )?;
-        Ok(u32_at(out(&r, RESP), 0))
+        VerbsCalls::bind_mw(self, qp, mw, mr, addr, len, access)
     }
 
     /// Frees a window.
@@ -366,28 +308,12 @@ impl Ucontext {
 
     /// Creates a CQ of at least `cqe` entries, reporting to `channel`.
     pub fn create_cq(&self, cqe: u32, channel: Option<Handle>) -> Result<CqRef> {
-        let mut call = Call::new(CQ, CREATE).value(CQE, cqe.into()).out(RESP, 8);
-        if let Some(ch) = channel {
-            call = call.handle(CHANNEL, ch);
-        }
-        let (handle, r) = self.create(call)?;
-        let b = out(&r, RESP);
-        Ok(CqRef {
-            handle,
-            id: u32_at(b, 0),
-            cqe: u32_at(b, 4),
-        })
+        VerbsCalls::create_cq(self, cqe, channel)
     }
 
     /// Resizes a CQ; returns the size granted.
     pub fn resize_cq(&self, cq: Handle, cqe: u32) -> Result<u32> {
-        let r = self.call(
-            Call::new(CQ, RESIZE)
-                .handle(HANDLE, cq)
-                .value(CQE, cqe.into())
-                .out(RESP, 8),
-        )?;
-        Ok(u32_at(out(&r, RESP), 0))
+        VerbsCalls::resize_cq(self, cq, cqe)
     }
 
     /// Destroys a CQ (busy while QPs use it).
@@ -397,38 +323,17 @@ impl Ucontext {
 
     /// Creates an SRQ.
     pub fn create_srq(&self, pd: Handle, attr: SrqAttr) -> Result<SrqRef> {
-        let (handle, r) = self.create(
-            Call::new(SRQ, CREATE)
-                .handle(PD_HANDLE, pd)
-                .bytes(IN, abi::enc_srq(&attr))
-                .out(RESP, 8),
-        )?;
-        Ok(SrqRef {
-            handle,
-            id: u32_at(out(&r, RESP), 0),
-        })
+        VerbsCalls::create_srq(self, pd, attr)
     }
 
     /// Resizes an SRQ and/or arms its limit event.
     pub fn modify_srq(&self, srq: Handle, max_wr: Option<u32>, limit: Option<u32>) -> Result<()> {
-        let mut call = Call::new(SRQ, MODIFY).handle(HANDLE, srq);
-        if let Some(w) = max_wr {
-            call = call.value(SRQ_MAX_WR, w.into());
-        }
-        if let Some(l) = limit {
-            call = call.value(SRQ_LIMIT, l.into());
-        }
-        self.call(call).map(drop)
+        VerbsCalls::modify_srq(self, srq, max_wr, limit)
     }
 
     /// SRQ attributes.
     pub fn query_srq(&self, srq: Handle) -> Result<SrqAttr> {
-        let r = self.call(
-            Call::new(SRQ, QUERY)
-                .handle(HANDLE, srq)
-                .out(RESP, abi::SRQ_SIZE as u32),
-        )?;
-        Ok(abi::dec_srq(out(&r, RESP)))
+        VerbsCalls::query_srq(self, srq)
     }
 
     /// Destroys an SRQ (busy while QPs use it).
@@ -438,54 +343,18 @@ impl Ucontext {
 
     /// Creates a QP in RESET.
     pub fn create_qp(&self, pd: Handle, req: &QpCreate) -> Result<QpRef> {
-        let body = abi::enc_qp_create(&abi::QpCreateReq {
-            qp_type: req.qp_type,
-            sq_sig_all: req.sq_sig_all,
-            max_send_wr: req.max_send_wr,
-            max_recv_wr: req.max_recv_wr,
-            max_send_sge: req.max_send_sge,
-            max_recv_sge: req.max_recv_sge,
-            max_inline_data: req.max_inline_data,
-        });
-        let mut call = Call::new(QP, CREATE)
-            .handle(PD_HANDLE, pd)
-            .handle(SEND_CQ, req.send_cq)
-            .handle(RECV_CQ, req.recv_cq)
-            .bytes(IN, body)
-            .out(RESP, (8 + abi::QP_INIT_SIZE) as u32);
-        if let Some(srq) = req.srq {
-            call = call.handle(QP_SRQ, srq);
-        }
-        let (handle, r) = self.create(call)?;
-        let mut rd = Rd::new(out(&r, RESP), 8 + abi::QP_INIT_SIZE);
-        let qpn = rd.u32();
-        rd.u32();
-        Ok(QpRef {
-            handle,
-            qpn,
-            init: abi::dec_qp_init(&mut rd)?,
-        })
+        VerbsCalls::create_qp(self, pd, req)
     }
 
     /// Changes a QP's state and attributes under the IBTA rules
     /// ([`ModifyAttrs::validate`]).
     pub fn modify_qp(&self, qp: Handle, attrs: &ModifyAttrs) -> Result<()> {
-        self.call(
-            Call::new(QP, MODIFY)
-                .handle(HANDLE, qp)
-                .bytes(IN, abi::enc_modify(attrs)),
-        )
-        .map(drop)
+        VerbsCalls::modify_qp(self, qp, attrs)
     }
 
     /// A QP's state, attributes, creation attributes and counters.
     pub fn query_qp(&self, qp: Handle) -> Result<QpInfo> {
-        let r = self.call(
-            Call::new(QP, QUERY)
-                .handle(HANDLE, qp)
-                .out(RESP, abi::QP_INFO_SIZE as u32),
-        )?;
-        abi::dec_qp_info(out(&r, RESP))
+        VerbsCalls::query_qp(self, qp)
     }
 
     /// Destroys a QP.
@@ -521,18 +390,7 @@ impl Ucontext {
 
     /// Creates an address handle.
     pub fn create_ah(&self, pd: Handle, attr: AhAttr) -> Result<AhRef> {
-        let mut w = Wr::default();
-        abi::enc_ah(&mut w, &attr);
-        let (handle, r) = self.create(
-            Call::new(AH, CREATE)
-                .handle(PD_HANDLE, pd)
-                .bytes(IN, w.done())
-                .out(RESP, 8),
-        )?;
-        Ok(AhRef {
-            handle,
-            id: u32_at(out(&r, RESP), 0),
-        })
+        VerbsCalls::create_ah(self, pd, attr)
     }
 
     /// Destroys an address handle.
@@ -545,6 +403,21 @@ impl Ucontext {
     /// order destroyed. Later calls fail.
     pub fn close(&self) -> Vec<Destroyed> {
         self.ctx.close()
+    }
+}
+
+/// The embedded carrier: calls go through this context's registry, in the
+/// same encoding the daemon's socket carries.
+impl VerbsCalls for Ucontext {
+    fn call_fds(&self, call: Call, fds: Vec<OwnedFd>) -> Result<Reply> {
+        let call = call.driver(self.device.registry().driver_id());
+        let bytes = encode_call(&call);
+        let reply = self.device.registry().call_encoded(&self.ctx, &bytes, fds);
+        match decode_reply(&reply) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.into()),
+            Err(d) => Err(VerbsError::Uapi(UapiError::Decode(d))),
+        }
     }
 }
 

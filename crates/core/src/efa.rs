@@ -29,7 +29,8 @@
 
 use serde::Serialize;
 
-use crate::context::{out, Ucontext};
+use crate::calls::out;
+use crate::context::Ucontext;
 use crate::driver::{Driver, DriverQpInit};
 use crate::error::{Result, VerbsError};
 use crate::objects::ids::{DEVICE, HANDLE, IN, PD_HANDLE, QP, QP_SRQ, RECV_CQ, RESP, SEND_CQ};
