@@ -181,6 +181,7 @@ pub mod srd {
 
     use std::hash::{BuildHasher, RandomState};
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     use softverbs_core::efa::{EfaDeviceAttr, EFA_DRIVER_SPEC};
     use softverbs_srd::SrdConfig;
@@ -197,6 +198,19 @@ pub mod srd {
         c.paths = cfg.paths.max(1);
         // Random start PSNs (UET wants them unpredictable), per device.
         c.seed = RandomState::new().hash_one((cfg.addr, std::process::id()));
+        // Real sockets, not a fabric: a round trip crosses two kernels' UDP
+        // stacks and two I/O-thread hand-offs, and is measured by threads
+        // that share a few cores with the application. Samples spread from
+        // tens of µs (idle) to about a millisecond (busy) with no congestion
+        // at all. With the fabric defaults (25 µs of target slack, a 200 µs
+        // RTO floor, RACK at half an RTT) that jitter reads as queueing —
+        // the window collapses to one or two packets — and as loss —
+        // spurious timeouts avoid paths and halve the window again
+        // (issue 7: 0.7 Gb/s lossless, half of that at 1% loss).
+        c.cc.target_slack = Duration::from_millis(1);
+        c.min_rto = Duration::from_millis(5);
+        c.initial_rto = Duration::from_millis(5);
+        c.reorder_frac = 1.0;
         c
     }
 
