@@ -19,6 +19,8 @@
 pub mod aeth;
 pub mod atomic;
 pub mod bth;
+#[cfg(feature = "pcap")]
+pub mod capture;
 pub mod deth;
 mod error;
 pub mod gid;
