@@ -46,15 +46,19 @@ pub fn run(cmd: &PingpongCommand) -> Result<ExitCode> {
 }
 
 /// `struct pingpong_context`.
+///
+/// Fields drop in declaration order, so the QPs, SRQ and AH go first and
+/// the memory region last, as `pp_close_ctx` does: no packet still arriving
+/// for a QP can find its receive buffer deregistered.
 struct PpCtx {
-    tool: Tool,
-    _pd: Pd,
-    mr: Mr,
-    cq: Cq,
-    channel: Option<CompletionChannel>,
     qps: Vec<Qp>,
     srq: Option<Srq>,
     ah: Option<Ah>,
+    tool: Tool,
+    mr: Mr,
+    cq: Cq,
+    channel: Option<CompletionChannel>,
+    _pd: Pd,
     size: u32,
     /// Receive length: `size` (ud: `size + 40`).
     recv_len: u32,
