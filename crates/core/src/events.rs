@@ -5,9 +5,11 @@
 use std::collections::VecDeque;
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use serde::Serialize;
+
+use crate::driver::Wc;
 
 /// A queue whose non-emptiness is mirrored by one byte in a pipe: the read
 /// end is readable exactly while the queue holds something.
@@ -78,11 +80,36 @@ impl<T> SignalQueue<T> {
     }
 }
 
+/// Where a device delivers the completions of some CQs itself, instead of
+/// queueing them for `poll_cq`: softverbsd writes them straight into the
+/// client's shared-memory CQ ring from the thread that produced them (no
+/// hop through a worker). Installed on a [`CompChannel`] with
+/// [`CompChannel::set_sink`]; a device offers each completion of a CQ
+/// reporting to that channel through [`CompChannel::deliver`].
+///
+/// Called with the device's CQ lock (and possibly its state lock) held: an
+/// implementation must not call back into the driver.
+pub trait CompletionSink: Send + Sync {
+    /// Takes `wc` of CQ `cq`: `None` when this sink does not serve `cq`
+    /// (the device queues it as usual), `Some(true)` when taken,
+    /// `Some(false)` when there is no room (the device counts an overrun).
+    fn deliver(&self, cq: u32, wc: &Wc) -> Option<bool>;
+}
+
 /// A completion channel (`ibv_comp_channel`): CQs armed with
 /// `req_notify` report here when a completion arrives.
-#[derive(Debug)]
 pub struct CompChannel {
     q: SignalQueue<u32>,
+    sink: OnceLock<Arc<dyn CompletionSink>>,
+}
+
+impl std::fmt::Debug for CompChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompChannel")
+            .field("q", &self.q)
+            .field("sink", &self.sink.get().is_some())
+            .finish()
+    }
 }
 
 impl CompChannel {
@@ -90,7 +117,19 @@ impl CompChannel {
     pub fn new() -> std::io::Result<Self> {
         Ok(CompChannel {
             q: SignalQueue::new()?,
+            sink: OnceLock::new(),
         })
+    }
+
+    /// Gives the channel a [`CompletionSink`] (once; false if it had one).
+    pub fn set_sink(&self, sink: Arc<dyn CompletionSink>) -> bool {
+        self.sink.set(sink).is_ok()
+    }
+
+    /// Offers a completion of CQ `cq` to the channel's sink (see
+    /// [`CompletionSink::deliver`]); `None` without a sink.
+    pub fn deliver(&self, cq: u32, wc: &Wc) -> Option<bool> {
+        self.sink.get()?.deliver(cq, wc)
     }
 
     /// A device reports that CQ `cq` fired.
@@ -136,6 +175,10 @@ pub enum AsyncEvent {
     PortActive { port: u8 },
     /// A port went down (`IBV_EVENT_PORT_ERR`).
     PortDown { port: u8 },
+    /// The device is gone (`IBV_EVENT_DEVICE_FATAL`): in the daemon
+    /// backend, `softverbsd` exited or restarted; every object of the
+    /// context is gone with it. Drop them and open the device again.
+    DeviceFatal,
 }
 
 /// The asynchronous event queue of a context (`ibv_get_async_event`).
