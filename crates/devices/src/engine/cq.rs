@@ -42,8 +42,17 @@ impl Cq {
 
     /// Queue a completion. On a full CQ it is dropped, counted, and the
     /// first drop since the last poll raises `CqOverrun`.
+    /// A channel with a completion sink (softverbsd) takes the completion
+    /// itself, into the client's ring; no room there is an overrun too.
     pub(crate) fn push(&mut self, wc: Wc, counters: &mut DeviceCounters) {
-        if self.q.len() >= self.cap {
+        let taken = match &self.channel {
+            Some(ch) => ch.deliver(self.id, &wc),
+            None => None,
+        };
+        if taken == Some(true) {
+            return;
+        }
+        if taken == Some(false) || self.q.len() >= self.cap {
             counters.cq_overruns += 1;
             if !self.overrun {
                 self.overrun = true;
