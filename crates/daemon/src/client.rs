@@ -5,12 +5,15 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use softverbs_core::calls::VerbsCalls;
 use softverbs_core::driver::Wc;
+use softverbs_core::events::{AsyncEvent, AsyncEvents, CompChannel};
 use softverbs_core::shm::{sealed_memfd, SharedMap};
 use softverbs_core::uapi::encoding::{decode_reply, encode_call};
 use softverbs_core::uapi::{Call, Handle, Reply, UapiError};
@@ -64,6 +67,13 @@ pub fn resources(path: &Path) -> Result<Vec<serde_json::Value>> {
 }
 
 /// A connection to the daemon with one device open: a context.
+///
+/// Besides the socket it runs one sleeping thread, the *pump*: it moves
+/// the daemon's async events from the context's event ring into
+/// [`Client::async_events`], turns fired CQ rings into events of their
+/// completion channels, and watches the socket: when the daemon goes away
+/// (exit, crash, restart) it raises [`AsyncEvent::DeviceFatal`] and wakes
+/// every waiter, whose waits then fail instead of hanging.
 #[derive(Debug)]
 pub struct Client {
     sock: Mutex<UnixStream>,
@@ -72,6 +82,119 @@ pub struct Client {
     /// The doorbell this client rings after posting (passed with every
     /// send, receive and SRQ ring).
     bell: Arc<Doorbell>,
+    shared: Arc<Shared>,
+    pump: Option<JoinHandle<()>>,
+}
+
+/// What the client's threads share with its pump.
+#[derive(Debug)]
+struct Shared {
+    /// Rung by the daemon (events, fired CQs of channels) and to stop.
+    bell: Doorbell,
+    stop: AtomicBool,
+    /// The daemon went away.
+    dead: Arc<AtomicBool>,
+    events: Arc<AsyncEvents>,
+    /// CQ rings reporting to a completion channel.
+    arms: Mutex<Vec<Weak<CqArm>>>,
+    /// The eventfds of CQ rings without a channel (woken on device fatal).
+    wakes: Mutex<Vec<Weak<Doorbell>>>,
+}
+
+/// A CQ ring's arming for its completion channel: `req_notify` stores the
+/// ring's `wait` word (1 any, 2 solicited), then `armed`; the daemon
+/// clears `wait` when it fires and rings the pump, which reports the CQ to
+/// its channel.
+#[derive(Debug)]
+struct CqArm {
+    id: u32,
+    hdr: MapHeader,
+    armed: AtomicBool,
+    channel: Arc<CompChannel>,
+}
+
+impl CqArm {
+    fn fired(&self) -> bool {
+        self.armed.load(Ordering::SeqCst)
+            && self.hdr.wait.0.load(Ordering::SeqCst) == 0
+            && self.armed.swap(false, Ordering::SeqCst)
+    }
+}
+
+impl Shared {
+    fn report_fired(&self) {
+        let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
+        arms.retain(|w| w.strong_count() > 0);
+        for a in arms.iter().filter_map(Weak::upgrade) {
+            if a.fired() {
+                a.channel.notify(a.id);
+            }
+        }
+    }
+
+    /// The daemon is gone: say so, and wake every waiter.
+    fn fatal(&self) {
+        if self.dead.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.events.push(AsyncEvent::DeviceFatal);
+        let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
+        for a in arms.iter().filter_map(Weak::upgrade) {
+            a.channel.notify(a.id);
+        }
+        drop(arms);
+        let wakes = self.wakes.lock().unwrap_or_else(|e| e.into_inner());
+        for w in wakes.iter().filter_map(Weak::upgrade) {
+            w.ring();
+        }
+    }
+}
+
+/// Slots of the context's event ring.
+const EVENT_ENTRIES: u32 = 256;
+
+/// The pump thread (see [`Client`]).
+fn pump(sock: UnixStream, sh: Arc<Shared>, mut ring: Consumer<MapHeader, MapSlots>) {
+    let mut b = [0u8; wqe::EVENT_SIZE];
+    loop {
+        if sh.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        while let Ok(true) = ring.pop(&mut b) {
+            if let Ok(e) = wqe::decode_event(&b) {
+                sh.events.push(e);
+            }
+        }
+        sh.report_fired();
+        let hup = {
+            let mut fds = [
+                PollFd::new(&sh.bell, PollFlags::IN),
+                PollFd::new(&sock, PollFlags::RDHUP),
+            ];
+            if ring.prepare_sleep(1).unwrap_or(true) {
+                let _ = rustix::event::poll(&mut fds, None);
+            }
+            fds[1]
+                .revents()
+                .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+        };
+        ring.awake();
+        sh.bell.drain();
+        if hup {
+            sh.fatal();
+            return;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.bell.ring();
+        if let Some(p) = self.pump.take() {
+            let _ = p.join();
+        }
+    }
 }
 
 impl VerbsCalls for Client {
@@ -98,12 +221,57 @@ impl Client {
             .get(0..4)
             .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
             .ok_or_else(|| io("short OPEN reply"))?;
-        Ok(Client {
+        let watch = sock.try_clone().map_err(io)?;
+        let mut c = Client {
             sock: Mutex::new(sock),
             driver_id,
             device: device.to_string(),
             bell: Arc::new(Doorbell::new().map_err(io)?),
-        })
+            shared: Arc::new(Shared {
+                bell: Doorbell::new().map_err(io)?,
+                stop: AtomicBool::new(false),
+                dead: Arc::new(AtomicBool::new(false)),
+                events: Arc::new(AsyncEvents::new().map_err(io)?),
+                arms: Mutex::new(Vec::new()),
+                wakes: Mutex::new(Vec::new()),
+            }),
+            pump: None,
+        };
+        let stride = wqe::EVENT_SIZE as u32;
+        let map = c.attach(
+            RingKind::Events,
+            Handle::from_raw(0),
+            EVENT_ENTRIES,
+            stride,
+            &c.shared.bell,
+        )?;
+        let ring = Consumer::new(
+            MapHeader(map.clone()),
+            MapSlots {
+                map,
+                stride: stride as usize,
+            },
+            EVENT_ENTRIES,
+        );
+        let sh = c.shared.clone();
+        c.pump = Some(
+            std::thread::Builder::new()
+                .name("softverbs-pump".into())
+                .spawn(move || pump(watch, sh, ring))
+                .map_err(io)?,
+        );
+        Ok(c)
+    }
+
+    /// The context's asynchronous events, as the daemon reports them, and
+    /// [`AsyncEvent::DeviceFatal`] when the daemon goes away.
+    pub fn async_events(&self) -> &Arc<AsyncEvents> {
+        &self.shared.events
+    }
+
+    /// True once the daemon has gone away (the device is fatal).
+    pub fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::SeqCst)
     }
 
     /// The device's name.
@@ -159,6 +327,7 @@ impl Client {
             stride,
             self.bell.clone(),
             true,
+            self.shared.dead.clone(),
         ))
     }
 
@@ -179,15 +348,48 @@ impl Client {
             stride,
             self.bell.clone(),
             false,
+            self.shared.dead.clone(),
         ))
     }
 
-    /// Attaches a completion ring to a CQ.
-    pub fn comp_queue(&self, cq: Handle, entries: u32) -> Result<CompQueue> {
-        let wake = Doorbell::new().map_err(io)?;
+    /// Attaches a completion ring to a CQ (`id`: the CQ's number, what
+    /// its channel reports). With `channel`, the daemon rings this
+    /// client's pump when the armed ring fires ([`CompQueue::req_notify`])
+    /// and the pump reports the CQ to the channel; without, the ring has an
+    /// eventfd of its own for [`CompQueue::wait_one`].
+    pub fn comp_queue(
+        &self,
+        cq: Handle,
+        id: u32,
+        entries: u32,
+        channel: Option<Arc<CompChannel>>,
+    ) -> Result<CompQueue> {
+        let wake = Arc::new(Doorbell::new().map_err(io)?);
         let stride = wqe::CQE_SIZE as u32;
-        let map = self.attach(RingKind::Cq, cq, entries, stride, &wake)?;
+        let map = match channel {
+            Some(_) => self.attach(RingKind::Cq, cq, entries, stride, &self.shared.bell)?,
+            None => self.attach(RingKind::Cq, cq, entries, stride, &*wake)?,
+        };
         let entries = entries.max(1).next_power_of_two();
+        let arm = channel.map(|channel| {
+            let a = Arc::new(CqArm {
+                id,
+                hdr: MapHeader(map.clone()),
+                armed: AtomicBool::new(false),
+                channel,
+            });
+            self.shared
+                .arms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::downgrade(&a));
+            a
+        });
+        if arm.is_none() {
+            let mut w = self.shared.wakes.lock().unwrap_or_else(|e| e.into_inner());
+            w.retain(|w| w.strong_count() > 0);
+            w.push(Arc::downgrade(&wake));
+        }
         Ok(CompQueue {
             cons: Consumer::new(
                 MapHeader(map.clone()),
@@ -198,6 +400,8 @@ impl Client {
                 entries,
             ),
             wake,
+            arm,
+            dead: self.shared.dead.clone(),
         })
     }
 
@@ -246,6 +450,15 @@ pub struct WorkQueue {
     bell: Arc<Doorbell>,
     send: bool,
     scratch: Vec<u8>,
+    dead: Arc<AtomicBool>,
+}
+
+fn gone() -> VerbsError {
+    VerbsError::Io(
+        "softverbsd went away (device fatal): every object of this context is gone; \
+         open the device again once the daemon is back"
+            .into(),
+    )
 }
 
 impl WorkQueue {
@@ -255,6 +468,7 @@ impl WorkQueue {
         stride: u32,
         bell: Arc<Doorbell>,
         send: bool,
+        dead: Arc<AtomicBool>,
     ) -> Self {
         let entries = entries.max(1).next_power_of_two();
         WorkQueue {
@@ -271,6 +485,7 @@ impl WorkQueue {
             bell,
             send,
             scratch: vec![0; stride as usize],
+            dead,
         }
     }
 
@@ -285,6 +500,9 @@ impl WorkQueue {
     }
 
     fn push(&mut self) -> Result<()> {
+        if self.dead.load(Ordering::Relaxed) {
+            return Err(gone());
+        }
         self.prod.push(&self.scratch).map_err(|e| match e {
             crate::ring::RingError::Full => VerbsError::QueueFull,
             e => io(e),
@@ -320,10 +538,35 @@ impl WorkQueue {
 #[derive(Debug)]
 pub struct CompQueue {
     cons: Consumer<MapHeader, MapSlots>,
-    wake: Doorbell,
+    wake: Arc<Doorbell>,
+    arm: Option<Arc<CqArm>>,
+    dead: Arc<AtomicBool>,
 }
 
 impl CompQueue {
+    /// Arms the ring for its completion channel (`ibv_req_notify_cq`): the
+    /// next completion (`solicited_only`: the next solicited or error one)
+    /// pushed after this call reports the CQ to the channel. Without a
+    /// channel it does nothing.
+    pub fn req_notify(&self, solicited_only: bool) -> Result<()> {
+        if self.dead.load(Ordering::Relaxed) {
+            return Err(gone());
+        }
+        if let Some(a) = &self.arm {
+            // An earlier arm that fired but was not reported yet is
+            // reported now, not overwritten.
+            if a.fired() {
+                a.channel.notify(a.id);
+            }
+            a.hdr
+                .wait
+                .0
+                .store(if solicited_only { 2 } else { 1 }, Ordering::SeqCst);
+            a.armed.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// Moves up to `max` completions into `out`.
     pub fn poll(&mut self, max: usize, out: &mut Vec<Wc>) -> Result<usize> {
         let mut b = [0u8; wqe::CQE_SIZE];
@@ -346,6 +589,9 @@ impl CompQueue {
                 return Ok(v.remove(0));
             }
             let now = Instant::now();
+            if self.dead.load(Ordering::Relaxed) {
+                return Err(gone());
+            }
             if now >= deadline {
                 return Err(VerbsError::Io(format!("no completion within {timeout:?}")));
             }
@@ -355,7 +601,7 @@ impl CompQueue {
                     tv_sec: left.as_secs() as i64,
                     tv_nsec: i64::from(left.subsec_nanos()),
                 };
-                let mut fds = [PollFd::new(&self.wake, PollFlags::IN)];
+                let mut fds = [PollFd::new(&*self.wake, PollFlags::IN)];
                 let _ = rustix::event::poll(&mut fds, Some(&ts));
                 self.wake.drain();
                 self.cons.awake();

@@ -13,9 +13,13 @@ pub enum RingKind {
     Srq,
     /// A CQ (the daemon produces CQEs).
     Cq,
+    /// The context's asynchronous events (the daemon produces them; the
+    /// handle is ignored, send 0).
+    Events,
 }
 
-/// `ATTACH` body (24 bytes): `u16 kind (1 send, 2 recv, 3 srq, 4 cq), u16 0,
+/// `ATTACH` body (24 bytes): `u16 kind (1 send, 2 recv, 3 srq, 4 cq, 5
+/// events), u16 0,
 /// u32 entries, u32 stride, u32 0, u64 handle` of the QP, SRQ or CQ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attach {
@@ -40,6 +44,7 @@ impl Attach {
             RingKind::Recv => 2,
             RingKind::Srq => 3,
             RingKind::Cq => 4,
+            RingKind::Events => 5,
         };
         let mut b = Vec::with_capacity(ATTACH_SIZE);
         b.extend_from_slice(&k.to_le_bytes());
@@ -67,6 +72,7 @@ impl Attach {
             2 => RingKind::Recv,
             3 => RingKind::Srq,
             4 => RingKind::Cq,
+            5 => RingKind::Events,
             k => return Err(format!("unknown ring kind {k}")),
         };
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);

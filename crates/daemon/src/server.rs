@@ -335,8 +335,13 @@ impl Conn {
             (dev, uctx)
         };
         let channel = uctx.create_comp_channel().map_err(verr)?;
-        let rings = Arc::new(Mutex::new(RingSet::default()));
         let kick = Arc::new(Doorbell::new().map_err(|e| invalid(e.to_string()))?);
+        let rings = RingSet::new(kick.clone());
+        // Every CQ of this context reports to this channel, and the
+        // channel hands their completions to the rings: the device writes
+        // CQEs into the client's CQ rings itself.
+        channel.channel.set_sink(rings.sink());
+        let rings = Arc::new(Mutex::new(rings));
         let stop = Arc::new(AtomicBool::new(false));
         let worker = {
             let (u, r, k, s, d) = (
@@ -431,6 +436,7 @@ fn attach(d: &Daemon, o: &Open, body: &[u8], mut fds: Vec<OwnedFd>) -> Result<()
             ctx.get::<CqObj>(a.handle).ok_or_else(stale)?;
             wqe::CQE_SIZE as u32
         }
+        RingKind::Events => wqe::EVENT_SIZE as u32,
     };
     if a.stride != need {
         return Err(invalid(format!(

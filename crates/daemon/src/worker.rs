@@ -4,14 +4,14 @@
 //! on the context's completion channel, so it uses no CPU while nothing is
 //! posted and nothing completes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use softverbs_core::driver::{RecvSource, Wc};
-use softverbs_core::events::CompChannel;
+use softverbs_core::events::{AsyncEvent, AsyncEvents, CompChannel, CompletionSink};
 use softverbs_core::objects::{CqObj, QpObj, SrqObj};
 use softverbs_core::shm::SharedMap;
 use softverbs_core::uapi::Handle;
@@ -203,7 +203,7 @@ struct WqRing {
     cqn: u32,
     stride: usize,
     cons: WqCons,
-    bell: Doorbell,
+    bell: Arc<Doorbell>,
 }
 
 impl WqRing {
@@ -222,23 +222,159 @@ impl WqRing {
     }
 }
 
-struct CqRing {
-    handle: Handle,
-    stride: usize,
-    prod: RingProducer,
+/// A CQ's shared-memory ring as the device's [`CompletionSink`]: the thread
+/// that produces a completion (the device's I/O thread, or a poster's
+/// inline progress) writes the CQE into the client's ring and rings the
+/// client's eventfd when the ring's `wait` word asks for it — no hop
+/// through this connection's worker. Completions that find the ring full
+/// wait in a bounded backlog that the worker moves on (it is rung when
+/// the backlog starts); beyond that, the device counts an overrun.
+pub struct CqSink {
+    state: Mutex<CqSinkState>,
     bell: Doorbell,
-    /// Completions that did not fit the ring yet.
-    backlog: Vec<Wc>,
+    kick: Arc<Doorbell>,
+    entries: usize,
+    /// The client scribbled on the ring's indices: it is dropped.
+    broken: AtomicBool,
 }
 
-/// The rings of one connection.
+struct CqSinkState {
+    prod: RingProducer,
+    stride: usize,
+    backlog: VecDeque<Wc>,
+}
+
+impl std::fmt::Debug for CqSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CqSink({} entries)", self.entries)
+    }
+}
+
+impl CqSink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CqSinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pushes one CQE; Ok(false) when the ring is full.
+    fn push(&self, st: &mut CqSinkState, wc: &Wc) -> bool {
+        let mut b = wqe::encode_cqe(wc);
+        b[wqe::CQE_SIZE..].fill(0);
+        let n = st.stride.min(wqe::CQE_SIZE);
+        match st.prod.push(&b[..n]) {
+            Ok(()) => {
+                let w = st.prod.wait_word();
+                let sol = wc.solicited || wc.status != WcStatus::Success;
+                if (w == 1 || (w == 2 && sol)) && st.prod.take_wait(w) {
+                    ring_fd(&self.bell);
+                }
+                true
+            }
+            Err(RingError::Full) => false,
+            Err(RingError::Corrupt { .. }) => {
+                self.broken.store(true, Ordering::Relaxed);
+                self.kick.ring();
+                // Taken (and lost): the client broke its own ring.
+                true
+            }
+        }
+    }
+
+    /// Takes a completion (see the type); false when there is no room.
+    pub fn deliver(&self, wc: &Wc) -> bool {
+        if self.broken.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut st = self.lock();
+        if st.backlog.is_empty() && self.push(&mut st, wc) {
+            return true;
+        }
+        if st.backlog.len() >= self.entries {
+            return false;
+        }
+        st.backlog.push_back(wc.clone());
+        if st.backlog.len() == 1 {
+            self.kick.ring();
+        }
+        true
+    }
+
+    /// Moves the backlog into the ring; true while some is left.
+    fn flush(&self) -> bool {
+        let mut st = self.lock();
+        while let Some(wc) = st.backlog.front().cloned() {
+            if self.broken.load(Ordering::Relaxed) {
+                st.backlog.clear();
+                break;
+            }
+            if !self.push(&mut st, &wc) {
+                return true;
+            }
+            st.backlog.pop_front();
+        }
+        false
+    }
+}
+
+/// The completion sink of one context: its CQs' rings by CQ number.
 #[derive(Default)]
+pub struct ContextSink {
+    cqs: RwLock<HashMap<u32, Arc<CqSink>>>,
+}
+
+impl CompletionSink for ContextSink {
+    fn deliver(&self, cq: u32, wc: &Wc) -> Option<bool> {
+        let s = self
+            .cqs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cq)
+            .cloned()?;
+        Some(s.deliver(wc))
+    }
+}
+
+struct CqRing {
+    handle: Handle,
+    sink: Arc<CqSink>,
+}
+
+/// The context's async-event ring (the daemon produces).
+struct EventRing {
+    prod: RingProducer,
+    bell: Doorbell,
+}
+
+/// Events kept while the client's event ring is full or not attached yet.
+const EVENT_BACKLOG: usize = 4096;
+
+/// The rings of one connection.
 pub struct RingSet {
     wqs: Vec<WqRing>,
     cqs: HashMap<u32, CqRing>,
+    sink: Arc<ContextSink>,
+    kick: Arc<Doorbell>,
+    events: Option<EventRing>,
+    event_backlog: VecDeque<AsyncEvent>,
 }
 
 impl RingSet {
+    /// The rings of a new connection; `kick` wakes its worker.
+    pub fn new(kick: Arc<Doorbell>) -> Self {
+        RingSet {
+            wqs: Vec::new(),
+            cqs: HashMap::new(),
+            sink: Arc::new(ContextSink::default()),
+            kick,
+            events: None,
+            event_backlog: VecDeque::new(),
+        }
+    }
+
+    /// The completion sink to install on the context's channel.
+    pub fn sink(&self) -> Arc<ContextSink> {
+        self.sink.clone()
+    }
+
     /// Adds a ring the server validated (kind, handle, stride, mapping).
     pub fn add(
         &mut self,
@@ -258,19 +394,51 @@ impl RingSet {
         let (id, max_sge, max_inline, cqn) = match a.kind {
             RingKind::Cq => {
                 let cq = ctx.get::<CqObj>(a.handle).ok_or_else(gone)?;
-                if self.cqs.contains_key(&cq.cqn) {
-                    return Err(format!("CQ {} already has a ring", cq.cqn));
+                if let Some(old) = self.cqs.get(&cq.cqn) {
+                    // A destroyed CQ whose number was reused goes now.
+                    if ctx.get::<CqObj>(old.handle).is_some() {
+                        return Err(format!("CQ {} already has a ring", cq.cqn));
+                    }
                 }
+                let sink = Arc::new(CqSink {
+                    state: Mutex::new(CqSinkState {
+                        prod: Producer::new(hdr, slots, a.entries),
+                        stride: a.stride as usize,
+                        backlog: VecDeque::new(),
+                    }),
+                    bell,
+                    kick: self.kick.clone(),
+                    entries: a.entries as usize,
+                    broken: AtomicBool::new(false),
+                });
+                // Completions the device queued before the ring came.
+                let mut early = Vec::new();
+                let _ = uctx.driver().poll_cq(cq.cqn, usize::MAX, &mut early);
+                for wc in &early {
+                    sink.deliver(wc);
+                }
+                self.sink
+                    .cqs
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(cq.cqn, sink.clone());
                 self.cqs.insert(
                     cq.cqn,
                     CqRing {
                         handle: a.handle,
-                        stride: a.stride as usize,
-                        prod: Producer::new(hdr, slots, a.entries),
-                        bell,
-                        backlog: Vec::new(),
+                        sink,
                     },
                 );
+                return Ok(());
+            }
+            RingKind::Events => {
+                if self.events.is_some() {
+                    return Err("the context already has an event ring".into());
+                }
+                self.events = Some(EventRing {
+                    prod: Producer::new(hdr, slots, a.entries),
+                    bell,
+                });
                 return Ok(());
             }
             RingKind::Send => {
@@ -335,7 +503,7 @@ impl RingSet {
             cqn,
             stride: a.stride as usize,
             cons,
-            bell,
+            bell: Arc::new(bell),
         });
         Ok(())
     }
@@ -477,80 +645,85 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
         );
     }
     for (cqn, wc) in errors {
-        if let Some(c) = set.cqs.get_mut(&cqn) {
-            c.backlog.push(wc);
+        if let Some(c) = set.cqs.get(&cqn) {
+            if !c.sink.deliver(&wc) {
+                d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     moved
 }
 
-/// Moves completions to the CQ rings, arms the CQs, wakes waiting clients.
-/// Returns true while some ring is full (its completions wait).
+/// Moves backlogged completions (and any the device queued itself) into
+/// the CQ rings and drops the rings of destroyed CQs and broken rings.
+/// Returns true while some backlog waits for room.
 fn drain_cqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
     let drv = uctx.driver().clone();
     let ctx = uctx.uapi_context();
     let mut pending = false;
     let mut dead = Vec::new();
     let mut wcs = Vec::new();
-    for (&cqn, c) in set.cqs.iter_mut() {
+    for (&cqn, c) in set.cqs.iter() {
         if ctx.get::<CqObj>(c.handle).is_none() {
             dead.push(cqn);
             continue;
         }
-        let mut wake_any = false;
-        let mut wake_sol = false;
-        let mut broken = false;
-        loop {
-            let free = match c.prod.free() {
-                Ok(f) => f as usize,
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            };
-            if free == 0 {
-                pending = true;
-                break;
-            }
-            wcs.clear();
-            let from_backlog = c.backlog.len().min(free);
-            wcs.extend(c.backlog.drain(..from_backlog));
-            if wcs.len() < free {
-                let _ = drv.poll_cq(cqn, free - wcs.len(), &mut wcs);
-            }
-            if wcs.is_empty() {
-                // Arm, then look once more: a completion that arrived before
-                // the arm does not fire the channel.
-                let _ = drv.req_notify_cq(cqn, false);
-                let _ = drv.poll_cq(cqn, free, &mut wcs);
-                if wcs.is_empty() {
-                    break;
-                }
-            }
-            for wc in &wcs {
-                let mut b = wqe::encode_cqe(wc);
-                b[wqe::CQE_SIZE..].fill(0);
-                let _ = c.prod.push(&b[..c.stride.min(wqe::CQE_SIZE)]);
-                wake_any = true;
-                wake_sol |= wc.solicited || wc.status != WcStatus::Success;
-            }
+        wcs.clear();
+        let _ = drv.poll_cq(cqn, usize::MAX, &mut wcs);
+        for wc in &wcs {
+            c.sink.deliver(wc);
         }
-        if broken {
+        pending |= c.sink.flush();
+        if c.sink.broken.load(Ordering::Relaxed) {
             d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
             dead.push(cqn);
-            continue;
         }
-        if wake_any {
-            let w = c.prod.wait_word();
-            if (w == 1 || (w == 2 && wake_sol)) && c.prod.take_wait(w) {
-                ring_fd(&c.bell);
+    }
+    if !dead.is_empty() {
+        let mut map = set.sink.cqs.write().unwrap_or_else(|e| e.into_inner());
+        for cqn in dead {
+            set.cqs.remove(&cqn);
+            map.remove(&cqn);
+        }
+    }
+    pending
+}
+
+/// Moves the context's async events into its event ring (waking the
+/// client when it sleeps on it); they wait, up to [`EVENT_BACKLOG`], while
+/// the ring is full or not attached yet. Returns true while some wait.
+fn drain_events(events: &AsyncEvents, set: &mut RingSet) -> bool {
+    while let Some(e) = events.try_get() {
+        if set.event_backlog.len() == EVENT_BACKLOG {
+            set.event_backlog.pop_front();
+        }
+        set.event_backlog.push_back(e);
+    }
+    let Some(r) = &mut set.events else {
+        return false;
+    };
+    let mut pushed = false;
+    while let Some(e) = set.event_backlog.front() {
+        match r.prod.push(&wqe::encode_event(e)) {
+            Ok(()) => {
+                pushed = true;
+                set.event_backlog.pop_front();
+            }
+            Err(RingError::Full) => break,
+            Err(RingError::Corrupt { .. }) => {
+                set.events = None;
+                set.event_backlog.clear();
+                return false;
             }
         }
     }
-    for cqn in dead {
-        set.cqs.remove(&cqn);
+    if pushed {
+        let w = r.prod.wait_word();
+        if w != 0 && r.prod.take_wait(w) {
+            ring_fd(&r.bell);
+        }
     }
-    pending
+    !set.event_backlog.is_empty()
 }
 
 /// The worker loop (see the module).
@@ -562,15 +735,15 @@ pub fn run(
     stop: Arc<AtomicBool>,
     d: Arc<Daemon>,
 ) {
-    let mut bells: Vec<OwnedFd> = Vec::new();
+    let events = uctx.async_events().clone();
+    let mut bells: Vec<Arc<Doorbell>> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let (pending, sleep) = {
             let mut set = rings.lock().unwrap_or_else(|e| e.into_inner());
             let moved = drain_wqs(&uctx, &d, &mut set);
-            let pending = drain_cqs(&uctx, &d, &mut set);
+            let mut pending = drain_cqs(&uctx, &d, &mut set);
+            pending |= drain_events(&events, &mut set);
             if moved {
-                // Inline progress may have produced completions already.
-                let _ = drain_cqs(&uctx, &d, &mut set);
                 (pending, false)
             } else {
                 // About to sleep: announce it on every ring, then re-check.
@@ -581,11 +754,7 @@ pub fn run(
                     }
                 }
                 bells.clear();
-                for w in &set.wqs {
-                    if let Ok(fd) = w.bell.as_fd().try_clone_to_owned() {
-                        bells.push(fd);
-                    }
-                }
+                bells.extend(set.wqs.iter().map(|w| w.bell.clone()));
                 (pending, sleep)
             }
         };
@@ -595,12 +764,13 @@ pub fn run(
         let mut fds: Vec<PollFd<'_>> = vec![
             PollFd::new(&*kick, PollFlags::IN),
             PollFd::new(&*channel, PollFlags::IN),
+            PollFd::new(&*events, PollFlags::IN),
         ];
         for b in &bells {
-            fds.push(PollFd::new(b, PollFlags::IN));
+            fds.push(PollFd::new(&**b, PollFlags::IN));
         }
-        // With completions waiting for room in a full CQ ring, look again
-        // every millisecond; otherwise sleep until rung.
+        // With completions or events waiting for room in a full ring, look
+        // again every millisecond; otherwise sleep until rung.
         let ms = rustix::time::Timespec {
             tv_sec: 0,
             tv_nsec: 1_000_000,

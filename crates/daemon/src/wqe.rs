@@ -3,6 +3,7 @@
 //! bytes: every count and opcode is checked against the queue's limits.
 
 use softverbs_core::driver::Wc;
+use softverbs_core::events::AsyncEvent;
 use softverbs_transport::{
     Access, Payload, RecvWr, SendFlags, SendOp, SendWr, Sge, UdDest, WcOpcode, WcQueue, WcStatus,
 };
@@ -370,9 +371,76 @@ pub fn decode_cqe(b: &[u8]) -> Result<Wc, BadWqe> {
     })
 }
 
+/// Bytes of one async-event entry (the events ring).
+pub const EVENT_SIZE: usize = 16;
+
+/// Encodes an asynchronous event: `u32 type, u32 element` (QPN, CQ, SRQ
+/// or port), zero to [`EVENT_SIZE`]. Types: 1 QP fatal, 2 communication
+/// established, 3 SQ drained, 4 last WQE reached, 5 CQ overrun, 6 SRQ
+/// limit reached, 7 port active, 8 port down, 9 device fatal.
+pub fn encode_event(e: &AsyncEvent) -> [u8; EVENT_SIZE] {
+    let (t, v): (u32, u32) = match *e {
+        AsyncEvent::QpFatal { qpn } => (1, qpn),
+        AsyncEvent::CommEstablished { qpn } => (2, qpn),
+        AsyncEvent::SqDrained { qpn } => (3, qpn),
+        AsyncEvent::LastWqeReached { qpn } => (4, qpn),
+        AsyncEvent::CqOverrun { cq } => (5, cq),
+        AsyncEvent::SrqLimitReached { srq } => (6, srq),
+        AsyncEvent::PortActive { port } => (7, port.into()),
+        AsyncEvent::PortDown { port } => (8, port.into()),
+        AsyncEvent::DeviceFatal => (9, 0),
+    };
+    let mut b = [0u8; EVENT_SIZE];
+    b[0..4].copy_from_slice(&t.to_le_bytes());
+    b[4..8].copy_from_slice(&v.to_le_bytes());
+    b
+}
+
+/// Decodes an async-event entry.
+pub fn decode_event(b: &[u8]) -> Result<AsyncEvent, BadWqe> {
+    if b.len() < 8 {
+        return Err(BadWqe("short event".into()));
+    }
+    let t = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let v = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let port = || u8::try_from(v).map_err(|_| BadWqe(format!("port {v}")));
+    Ok(match t {
+        1 => AsyncEvent::QpFatal { qpn: v },
+        2 => AsyncEvent::CommEstablished { qpn: v },
+        3 => AsyncEvent::SqDrained { qpn: v },
+        4 => AsyncEvent::LastWqeReached { qpn: v },
+        5 => AsyncEvent::CqOverrun { cq: v },
+        6 => AsyncEvent::SrqLimitReached { srq: v },
+        7 => AsyncEvent::PortActive { port: port()? },
+        8 => AsyncEvent::PortDown { port: port()? },
+        9 => AsyncEvent::DeviceFatal,
+        t => return Err(BadWqe(format!("unknown event type {t}"))),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_round_trip_and_garbage_is_refused() {
+        for e in [
+            AsyncEvent::QpFatal { qpn: 17 },
+            AsyncEvent::CommEstablished { qpn: 1 },
+            AsyncEvent::SqDrained { qpn: 2 },
+            AsyncEvent::LastWqeReached { qpn: 3 },
+            AsyncEvent::CqOverrun { cq: 4 },
+            AsyncEvent::SrqLimitReached { srq: 5 },
+            AsyncEvent::PortActive { port: 1 },
+            AsyncEvent::PortDown { port: 1 },
+            AsyncEvent::DeviceFatal,
+        ] {
+            assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
+        }
+        assert!(decode_event(&[0; 16]).is_err());
+        assert!(decode_event(&[7, 0, 0, 0, 0, 1, 0, 0]).is_err());
+        assert!(decode_event(&[1, 0, 0]).is_err());
+    }
 
     #[test]
     fn send_round_trips_and_limits_hold() {

@@ -76,7 +76,7 @@ fn side(path: &std::path::Path, dev: &str) -> Side {
     let rq = c
         .recv_queue(qp.handle, 32, qp.init.max_recv_sge, false)
         .unwrap();
-    let cqr = c.comp_queue(cq.handle, 64).unwrap();
+    let cqr = c.comp_queue(cq.handle, cq.id, 64, None).unwrap();
     Side {
         c,
         qp,

@@ -20,7 +20,7 @@ use softverbs_core::calls::VerbsCalls;
 use softverbs_core::caps::DeviceCaps;
 use softverbs_core::driver::{AhAttr, DeviceCounters, Driver, MwType, PortAttr, QpInfo, SrqAttr};
 use softverbs_core::efa::EfaDeviceAttr;
-use softverbs_core::events::AsyncEvents;
+use softverbs_core::events::{AsyncEvents, CompChannel};
 use softverbs_core::mem::{Backing, MemBlock, RawMem};
 use softverbs_core::uapi::Handle;
 use softverbs_core::{
@@ -81,8 +81,6 @@ impl Backend {
 /// A connection to the daemon with one device open.
 pub(crate) struct DaemonCtx {
     pub client: Client,
-    /// No async events cross the socket yet: this queue stays empty.
-    pub events: Arc<AsyncEvents>,
 }
 
 /// One open device context, in either backend: the control calls.
@@ -102,7 +100,6 @@ impl Ctx {
     pub fn daemon(path: &std::path::Path, name: &str) -> Result<Ctx> {
         Ok(Ctx::Daemon(DaemonCtx {
             client: Client::open(path, name)?,
-            events: Arc::new(AsyncEvents::new().map_err(|e| VerbsError::Io(e.to_string()))?),
         }))
     }
 
@@ -164,7 +161,7 @@ impl Ctx {
     pub fn async_events(&self) -> &Arc<AsyncEvents> {
         match self {
             Ctx::Embedded(u) => u.async_events(),
-            Ctx::Daemon(d) => &d.events,
+            Ctx::Daemon(d) => d.client.async_events(),
         }
     }
 
@@ -260,29 +257,31 @@ impl Ctx {
     pub fn create_comp_channel(&self) -> Result<ChannelRef> {
         match self {
             Ctx::Embedded(u) => u.create_comp_channel(),
-            // The daemon's ring worker sleeps on the context's own channel;
-            // CQ events reach a client through each CQ ring's eventfd, not
-            // yet through a channel shared by several CQs.
-            Ctx::Daemon(d) => Err(daemon_unsupported(
-                d,
-                "completion channels (Cq::wait_one sleeps on the CQ ring's eventfd)",
-            )),
+            // A channel of the daemon backend lives in this process: the
+            // daemon rings the client's pump when an armed CQ ring fires,
+            // and the pump reports the CQ here (`docs/daemon-rings.md`).
+            Ctx::Daemon(_) => Ok(ChannelRef {
+                handle: Handle::from_raw(0),
+                channel: Arc::new(
+                    CompChannel::new().map_err(|e| VerbsError::Io(format!("pipe: {e}")))?,
+                ),
+            }),
         }
     }
 
     pub fn destroy_comp_channel(&self, ch: Handle) -> Result<()> {
         match self {
             Ctx::Embedded(u) => u.destroy_comp_channel(ch),
-            Ctx::Daemon(d) => d
-                .client
-                .destroy_object(softverbs_core::objects::ids::COMP_CHANNEL, ch),
+            Ctx::Daemon(_) => Ok(()),
         }
     }
 
     pub fn create_cq(&self, cqe: u32, channel: Option<Handle>) -> Result<CqRef> {
         match self {
             Ctx::Embedded(u) => u.create_cq(cqe, channel),
-            Ctx::Daemon(d) => d.client.create_cq(cqe, channel),
+            // The channel is this process's; the daemon's CQ reports to
+            // the connection's own channel (its completion sink).
+            Ctx::Daemon(d) => d.client.create_cq(cqe, None),
         }
     }
 
@@ -416,11 +415,21 @@ impl Ctx {
         }))
     }
 
-    /// Attaches a CQ's completion ring (daemon backend).
-    pub fn cq_ring(&self, r: &CqRef) -> Result<Option<Mutex<CompQueue>>> {
+    /// Attaches a CQ's completion ring (daemon backend), reporting to
+    /// `channel` when armed.
+    pub fn cq_ring(
+        &self,
+        r: &CqRef,
+        channel: Option<&Arc<CompChannel>>,
+    ) -> Result<Option<Mutex<CompQueue>>> {
         match self {
             Ctx::Embedded(_) => Ok(None),
-            Ctx::Daemon(d) => Ok(Some(Mutex::new(d.client.comp_queue(r.handle, r.cqe)?))),
+            Ctx::Daemon(d) => Ok(Some(Mutex::new(d.client.comp_queue(
+                r.handle,
+                r.id,
+                r.cqe,
+                channel.cloned(),
+            )?))),
         }
     }
 

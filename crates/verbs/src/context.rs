@@ -125,8 +125,9 @@ impl Context {
     }
 
     /// The asynchronous event queue (`ibv_get_async_event`); its fd is
-    /// pollable. In the daemon backend no events cross the socket yet: the
-    /// queue stays empty.
+    /// pollable. In the daemon backend the daemon's events for this
+    /// context arrive here, and [`crate::AsyncEvent::DeviceFatal`] when the
+    /// daemon goes away (exit, crash, restart).
     pub fn async_events(&self) -> &AsyncEvents {
         self.uctx.async_events()
     }
@@ -142,9 +143,9 @@ impl Context {
         })
     }
 
-    /// Create a completion channel (`ibv_create_comp_channel`).
-    /// `Unsupported` in the daemon backend, where [`Cq::wait_one`] sleeps on
-    /// the CQ ring's own eventfd instead.
+    /// Create a completion channel (`ibv_create_comp_channel`). In the
+    /// daemon backend it lives in this process: an armed CQ ring that fires
+    /// wakes the context's event thread, which reports the CQ here.
     pub fn create_comp_channel(&self) -> Result<CompletionChannel> {
         let r = self.uctx.create_comp_channel()?;
         Ok(CompletionChannel {
@@ -161,7 +162,7 @@ impl Context {
         let r = self
             .uctx
             .create_cq(cqe, channel.map(|c| c.inner.r.handle))?;
-        let ring = match self.uctx.cq_ring(&r) {
+        let ring = match self.uctx.cq_ring(&r, channel.map(|c| &c.inner.r.channel)) {
             Ok(ring) => ring,
             Err(e) => {
                 let _ = self.uctx.destroy_cq(r.handle);

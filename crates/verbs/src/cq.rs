@@ -98,13 +98,14 @@ impl Cq {
     }
 
     /// Arm the CQ: its channel is notified on the next completion (or next
-    /// solicited one) (`ibv_req_notify_cq`). In the daemon backend (no
-    /// channels yet) it does nothing: the daemon keeps its CQs armed, and
-    /// [`Cq::wait_one`] arms the CQ ring itself.
+    /// solicited one) (`ibv_req_notify_cq`). In the daemon backend this
+    /// arms the CQ ring (its `wait` word); a CQ without a channel has
+    /// nothing to notify.
     pub fn req_notify(&self, solicited_only: bool) -> Result<()> {
-        match self.inner.uctx.driver() {
-            Some(drv) => drv.req_notify_cq(self.inner.r.id, solicited_only),
-            None => Ok(()),
+        match (&self.inner.ring, self.inner.uctx.driver()) {
+            (Some(ring), _) => lock(ring).req_notify(solicited_only),
+            (None, Some(drv)) => drv.req_notify_cq(self.inner.r.id, solicited_only),
+            (None, None) => Ok(()),
         }
     }
 
@@ -117,8 +118,9 @@ impl Cq {
     /// re-poll, sleep), else by polling with backoff.
     #[allow(clippy::disallowed_methods)] // the API edge: waiting is wall-clock time
     pub fn wait_one(&self, timeout: Duration) -> Result<Wc> {
-        if let Some(ring) = &self.inner.ring {
-            // Daemon backend: poll the ring, sleep on its eventfd.
+        if let (Some(ring), None) = (&self.inner.ring, &self.inner.channel) {
+            // Daemon backend, no channel: poll the ring, sleep on its
+            // eventfd.
             return lock(ring).wait_one(timeout).map_err(|e| match e {
                 VerbsError::Io(m) => VerbsError::Io(format!("CQ {}: {m}", self.id())),
                 e => e,
