@@ -9,6 +9,13 @@
 # then the reverse. The guest runs a job loop (guest/runner.sh) fed through
 # the 9p share, so one boot serves the whole matrix.
 #
+# The ibv-* rows (issue 6) put softverbs' libibverbs.so.1 on the host side:
+# the unmodified rdma-core / perftest C tool (/usr/bin/ibv_*_pingpong,
+# ib_*_{bw,lat}) runs with LD_LIBRARY_PATH pointing at a private copy of
+# target/libibverbs and SOFTVERBS_DEVICES giving rxe0 on the host's address
+# in the namespace; the guest runs the same tool on its rxe0. Needs
+# ibverbs-utils and perftest on the host (--deps installs them).
+#
 # Usage (as root):
 #   scripts/interop/run.sh [options]
 #     --deps          install the host packages first (qemu-system-x86,
@@ -21,12 +28,20 @@
 #                     the same guest
 #     --out DIR       results folder (default target/interop/run-<time>)
 #     --keep          keep the captures of passing cases too
-#     --no-build      use the existing target/release/softverbs
+#     --no-build      use the existing target/release/softverbs and
+#                     target/libibverbs (no cargo / build-libibverbs.sh)
+#     --libibverbs    run only the ibv-* rows (the C tools on our
+#                     libibverbs.so.1); same as --only '^ibv-'
+#     --no-libibverbs leave the ibv-* rows out (they are also left out, with
+#                     a warning, when the host lacks the tools)
 # Environment: RXE_CACHE (image cache, default target/interop/cache),
 #   RXE_SMP (guest vCPUs, default 2), RXE_MEM (MiB, default 1536),
 #   RXE_ACCEL (tcg|kvm; default tcg unless a real kvm module is loaded),
 #   CASE_TIMEOUT (seconds per case, default 90), RXE_NETNS (default roce),
-#   SOFTVERBS_BIN (a prebuilt softverbs binary; skips the build).
+#   SOFTVERBS_BIN (a prebuilt softverbs binary; skips the build),
+#   IBV_LIB (a folder with a prebuilt libibverbs.so.1; skips its build;
+#   either way the suite runs on its own copy, $OUT/lib, so a rebuild of
+#   target/libibverbs during the run does not change it).
 #
 # Everything happens inside the network namespace; the host's own network is
 # not touched. The namespace is removed at the end.
@@ -43,7 +58,7 @@ SMP=${RXE_SMP:-2}
 MEM=${RXE_MEM:-1536}
 CASE_TIMEOUT=${CASE_TIMEOUT:-90}
 GUEST_PKGS=linux-image-amd64,initramfs-tools,rdma-core,ibverbs-utils,ibverbs-providers,rdmacm-utils,perftest,iproute2,tcpdump,kmod,procps,iputils-ping,netcat-openbsd,ethtool,udev,coreutils
-JSON=0 ONLY="" LIST=0 BENCH=0 OUT="" KEEP=0 BUILD=1 DEPS=0
+JSON=0 ONLY="" LIST=0 BENCH=0 OUT="" KEEP=0 BUILD=1 DEPS=0 IBV=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --deps) DEPS=1 ;;
@@ -54,7 +69,9 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift ;;
     --keep) KEEP=1 ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --libibverbs) IBV=2 ;;
+    --no-libibverbs) IBV=0 ;;
+    -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -111,18 +128,70 @@ perf nm-send_bw        m1024 send_bw   "-s 65536 -n 100" "snap netem"
 perf nm-write_bw-a     m1024 write_bw  "-a -n 5" "snap netem"
 row "nm-pp-rc-m1024-s4096|m1024|pingpong rc -d rxe0 -g 1 -n 200 -s 4096 -m 1024 -c|ibv_rc_pingpong -d rxe0 -g 1 -n 200 -s 4096 -m 1024 -c|netem"
 
+# libibverbs rows (issue 6): the same unmodified C tool on both sides, on
+# softverbs' libibverbs.so.1 on the host and on the kernel's rxe in the guest.
+# OPTS "ibv": SV_ARGS is the host's whole command line.
+ibv() { # NAME PHASE COMMAND [OPTS]
+  row "ibv-$1|$2|$3|$3|ibv${4:+ $4}"
+}
+for t in rc uc; do
+  ibv pp-$t        m1024 "ibv_${t}_pingpong -d rxe0 -g 1 -n $PPN -s 4096 -m 1024 -c"
+  ibv pp-$t-e      m1024 "ibv_${t}_pingpong -d rxe0 -g 1 -n $PPN -s 4096 -m 1024 -c -e"
+done
+ibv pp-ud          m1024 "ibv_ud_pingpong -d rxe0 -g 1 -n $PPN -s 1024 -c"
+ibv pp-ud-e        m1024 "ibv_ud_pingpong -d rxe0 -g 1 -n $PPN -s 1024 -c -e"
+ibv pp-srq         m1024 "ibv_srq_pingpong -d rxe0 -g 1 -q 4 -n $PPN -s 4096 -m 1024 -c"
+ibv pp-srq-e       m1024 "ibv_srq_pingpong -d rxe0 -g 1 -q 4 -n $PPN -s 4096 -m 1024 -c -e"
+ibv pp-rc-m4096    m4096 "ibv_rc_pingpong -d rxe0 -g 1 -n $PPN -s 16384 -m 4096 -c"
+# perftest 4.5+0.17 takes its ibv_wr_* path only on devices it knows by
+# vendor_part_id (mlx5, EFA): on rxe and on softverbs its default is
+# ibv_post_send, as with --use_old_post_send. The -wr rows make it take
+# ibv_wr_* on the host (OPTS "wr": host/wr_api_preload.c reports a
+# ConnectX-4 part id; the verdict checks "ibv_wr* API : ON" in its output);
+# the guest's perftest keeps its default.
+for t in send write read; do
+  ibv pf-${t}_bw     m1024 "ib_${t}_bw $P -s 65536 -n 200" snap
+  ibv pf-${t}_bw-wr  m1024 "ib_${t}_bw $P -s 65536 -n 200" "snap wr"
+  ibv pf-${t}_bw-old m1024 "ib_${t}_bw $P -s 65536 -n 200 --use_old_post_send" snap
+done
+ibv pf-atomic_bw         m1024 "ib_atomic_bw $P -A FETCH_AND_ADD -n 500" snap
+ibv pf-atomic_bw-wr      m1024 "ib_atomic_bw $P -A FETCH_AND_ADD -n 500" "snap wr"
+ibv pf-atomic_bw-cas-wr  m1024 "ib_atomic_bw $P -A CMP_AND_SWAP -n 500" "snap wr"
+ibv pf-atomic_bw-cas-old m1024 "ib_atomic_bw $P -A CMP_AND_SWAP -n 500 --use_old_post_send" snap
+for t in send write read atomic; do
+  ibv pf-${t}_lat    m1024 "ib_${t}_lat $P -n 500" snap
+  ibv pf-${t}_lat-wr m1024 "ib_${t}_lat $P -n 500" "snap wr"
+done
+ibv pf-send_lat-old  m1024 "ib_send_lat $P -n 500 --use_old_post_send" snap
+ibv pf-write_bw-a-wr m1024 "ib_write_bw $P -a -n 8" "snap wr"
+ibv pf-send_bw-m4096-wr m4096 "ib_send_bw $P -s 65536 -n 200" "snap wr"
+
 # Every row in both directions: sv-srv (softverbs server, rxe client) and
 # rxe-srv (rxe server, softverbs client).
 CASES=()
+IBV_TOOLS=(ibv_rc_pingpong ibv_uc_pingpong ibv_ud_pingpong ibv_srq_pingpong ib_send_bw ib_write_bw ib_read_bw ib_atomic_bw ib_send_lat ib_write_lat ib_read_lat ib_atomic_lat)
+IBV_MISSING=""
+for b in "${IBV_TOOLS[@]}"; do command -v $b >/dev/null || IBV_MISSING+=" $b"; done
+if [[ $IBV != 0 && -n "$IBV_MISSING" && $DEPS == 0 ]]; then
+  [[ $IBV == 2 ]] && die "the host lacks$IBV_MISSING: run with --deps (or apt-get install ibverbs-utils perftest)"
+  log "warning: the host lacks$IBV_MISSING: the ibv-* rows are left out (--deps installs ibverbs-utils and perftest)"
+  IBV=0
+fi
 for r in "${ROWS[@]}"; do
   IFS='|' read -r name _ _ _ _ <<<"$r"
+  [[ $IBV == 0 && $name == ibv-* ]] && continue
+  [[ $IBV == 2 && $name != ibv-* ]] && continue
   for dir in sv-srv rxe-srv; do
     [[ -z "$ONLY" ]] || grep -qE -- "$ONLY" <<<"$name.$dir" || continue
     CASES+=("$dir|$r")
   done
 done
 if [[ $LIST == 1 ]]; then
-  for c in "${CASES[@]}"; do IFS='|' read -r dir name ph sv rx opts <<<"$c"; printf '%-28s %-7s %-6s softverbs %s  <->  %s  [%s]\n' "$name" "$dir" "$ph" "$sv" "$rx" "$opts"; done
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r dir name ph sv rx opts <<<"$c"
+    if [[ $opts == *ibv* ]]; then sv="(libibverbs.so.1) $sv"; else sv="softverbs $sv"; fi
+    printf '%-28s %-7s %-6s %s  <->  %s  [%s]\n' "$name" "$dir" "$ph" "$sv" "$rx" "$opts"
+  done
   exit 0
 fi
 
@@ -144,6 +213,7 @@ install_deps() {
     apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils
   fi
   apt-get install -y -q --no-install-recommends mmdebstrap e2fsprogs tcpdump tshark iproute2 python3
+  [[ $IBV == 0 ]] || apt-get install -y -q --no-install-recommends ibverbs-utils perftest
 }
 [[ $DEPS == 1 ]] && install_deps
 for b in qemu-system-x86_64 tcpdump python3 ip tc; do
@@ -238,9 +308,28 @@ if [[ $BUILD == 1 && -z "${SOFTVERBS_BIN:-}" ]]; then
 fi
 SV=${SOFTVERBS_BIN:-$REPO/target/release/softverbs}
 [[ -x $SV ]] || die "$SV is missing"
-image
 [[ -n "$OUT" ]] || OUT=$REPO/target/interop/run-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT/cases"; OUT=$(cd "$OUT" && pwd)
+# softverbs' libibverbs.so.1 for the ibv-* rows: a private copy in $OUT/lib.
+IBV_DIR=$OUT/lib
+if [[ ${#CASES[@]} -gt 0 ]] && grep -q '|ibv' <<<"$(printf '%s\n' "${CASES[@]}")"; then
+  src=${IBV_LIB:-$REPO/target/libibverbs}
+  if [[ $BUILD == 1 && -z "${IBV_LIB:-}" ]]; then
+    log "scripts/build-libibverbs.sh"
+    "$REPO/scripts/build-libibverbs.sh" >&2 || die "libibverbs build failed"
+  fi
+  [[ -e $src/libibverbs.so.1 ]] || die "$src/libibverbs.so.1 is missing (scripts/build-libibverbs.sh)"
+  mkdir -p "$IBV_DIR"
+  cp -L "$src/libibverbs.so.1" "$IBV_DIR/libibverbs.so.1"
+  n=$(LD_LIBRARY_PATH=$IBV_DIR SOFTVERBS_DEVICES=rxe0=rxe:$HOST_IP timeout 20 ibv_devices 2>&1 | grep -cw rxe0)
+  [[ $n -ge 1 ]] || die "ibv_devices on $IBV_DIR/libibverbs.so.1 does not list rxe0"
+  log "libibverbs: $IBV_DIR/libibverbs.so.1 (copy of $src, $(stat -c %y "$src/libibverbs.so.1" | cut -d. -f1))"
+  if grep -q '|ibv.* wr' <<<"$(printf '%s\n' "${CASES[@]}")"; then
+    ${CC:-cc} -O2 -shared -fPIC -o "$IBV_DIR/wr_api_preload.so" "$HERE/host/wr_api_preload.c" -ldl \
+      || die "cannot build host/wr_api_preload.c (needs a C compiler) for the -wr rows"
+  fi
+fi
+image
 SHARE=$OUT/share; Q=$SHARE/q
 mkdir -p "$Q"
 cp "$HERE/guest/runner.sh" "$SHARE/guest.sh"
@@ -319,11 +408,14 @@ run_case() {
   phase "$ph"
   local mtu=${ph#m}
   local env="SOFTVERBS_DEVICES=rxe0=rxe:$HOST_IP:mtu=$mtu"
-  local sv_cmd rx_cmd
+  local sv_cmd rx_cmd pre="$SV" stats=" --stats"
+  # ibv rows: the C tool itself, on our libibverbs.so.1
+  [[ $opts == *ibv* ]] && { env="LD_LIBRARY_PATH=$IBV_DIR SOFTVERBS_IBV_DEBUG=1 $env"; pre=""; stats=""; }
+  [[ $opts == *ibv*\ wr* ]] && env="LD_PRELOAD=$IBV_DIR/wr_api_preload.so $env"
   if [[ $dir == sv-srv ]]; then
-    sv_cmd="$SV $sv --stats"; rx_cmd="$rx $HOST_IP"
+    sv_cmd="${pre:+$pre }$sv$stats"; rx_cmd="$rx $HOST_IP"
   else
-    sv_cmd="$SV $sv --stats $G1_IP"; rx_cmd="$rx"
+    sv_cmd="${pre:+$pre }$sv$stats $G1_IP"; rx_cmd="$rx"
   fi
   echo "host (netns $NETNS): $env $sv_cmd" >"$cdir/cmd.txt"
   echo "guest g1: $rx_cmd" >>"$cdir/cmd.txt"
@@ -375,6 +467,11 @@ run_case() {
   local why=() to_guest=0 rcvd=0 bad_icrc sv_icrc detail_extra=""
   [[ $hrc == 0 ]] || why+=("softverbs rc=$hrc")
   [[ $grc == 0 ]] || why+=("rxe rc=$grc")
+  # perftest says which post path it took
+  if [[ $opts == *ibv* && $sv == ib_* ]]; then
+    local want=OFF; [[ $opts == *ibv*\ wr* ]] && want=ON
+    grep -qE "ibv_wr\* API +: $want" "$cdir/host.out" || why+=("host perftest: ibv_wr* API is not $want")
+  fi
   to_guest=$(tcpdump -r "$cdir/capture.pcap" -n "udp dst port 4791 and dst host $G1_IP" 2>/dev/null | wc -l)
   rcvd=$(( $(counter rcvd_pkts "$cdir/rxe-counters-after.txt") - $(counter rcvd_pkts "$cdir/rxe-counters-before.txt") ))
   # A packet that reaches the guest after its tool destroyed the QP (a last

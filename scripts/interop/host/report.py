@@ -21,15 +21,32 @@ for r in rows:
         by[r['case']] = {}
         order.append(r['case'])
     by[r['case']][r['direction']] = r
-print('%-26s %-6s %-22s %-22s' % ('case', 'mtu', 'softverbs srv/rxe cli', 'rxe srv/softverbs cli'), file=tbl)
-for c in order:
-    d = by[c]
-    cell = lambda k: ('%s %ds' % (d[k]['status'], d[k]['seconds'])) if k in d else '-'
-    ph = next(iter(d.values()))['phase'][1:]
-    print('%-26s %-6s %-22s %-22s' % (c, ph, cell('sv-srv'), cell('rxe-srv')), file=tbl)
+# The softverbs CLI rows, then the ibv-* rows (the unmodified C tool on
+# softverbs' libibverbs.so.1 against the same tool on rxe).
+groups = [('softverbs CLI vs rdma-core/perftest on rxe', [c for c in order if not c.startswith('ibv-')],
+           ('softverbs srv/rxe cli', 'rxe srv/softverbs cli')),
+          ('the same C tool: on softverbs libibverbs.so.1 (host) vs on rxe (guest)', [c for c in order if c.startswith('ibv-')],
+           ('libibverbs srv/rxe cli', 'rxe srv/libibverbs cli'))]
+first = True
+for title, cases, heads in groups:
+    if not cases:
+        continue
+    if not first:
+        print(file=tbl)
+    first = False
+    print('# %s' % title, file=tbl)
+    print('%-26s %-6s %-22s %-22s' % ('case', 'mtu', heads[0], heads[1]), file=tbl)
+    for c in cases:
+        d = by[c]
+        cell = lambda k: ('%s %ds' % (d[k]['status'], d[k]['seconds'])) if k in d else '-'
+        ph = next(iter(d.values()))['phase'][1:]
+        print('%-26s %-6s %-22s %-22s' % (c, ph, cell('sv-srv'), cell('rxe-srv')), file=tbl)
 fails = [r for r in rows if r['status'] != 'PASS']
 npass = len(rows) - len(fails)
-print('\n%d/%d passed; matrix %ss, suite %ss; results in %s' % (npass, len(rows), matrix_s, total_s, out), file=tbl)
+ibv = [r for r in rows if r['case'].startswith('ibv-')]
+ibv_pass = sum(1 for r in ibv if r['status'] == 'PASS')
+split = ' (softverbs CLI %d/%d, libibverbs %d/%d)' % (npass - ibv_pass, len(rows) - len(ibv), ibv_pass, len(ibv)) if ibv and len(ibv) < len(rows) else ''
+print('\n%d/%d passed%s; matrix %ss, suite %ss; results in %s' % (npass, len(rows), split, matrix_s, total_s, out), file=tbl)
 for r in fails:
     print('\nFAIL %s (%s): %s\n  softverbs: %s\n  rxe guest: %s\n  capture:   %s/capture.pcap (logs: host.out guest.out)' % (
         r['case'], r['direction'], r['detail'], r['softverbs_cmd'], r['rxe_cmd'], r['dir']), file=tbl)
