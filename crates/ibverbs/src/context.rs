@@ -94,6 +94,9 @@ pub unsafe extern "C" fn ibv_open_device(device: *mut sys::ibv_device) -> *mut s
         post_send: Some(crate::qp::post_send),
         post_recv: Some(crate::qp::post_recv),
         post_srq_recv: Some(crate::qp::post_srq_recv),
+        alloc_mw: Some(crate::objects::alloc_mw),
+        dealloc_mw: Some(crate::objects::dealloc_mw),
+        bind_mw: Some(crate::qp::bind_mw),
         ..Default::default()
     };
     let context = sys::ibv_context {
@@ -111,6 +114,7 @@ pub unsafe extern "C" fn ibv_open_device(device: *mut sys::ibv_device) -> *mut s
         query_port: Some(verbs_query_port),
         query_device_ex: Some(verbs_query_device_ex),
         create_qp_ex: Some(crate::qpex::create_qp_ex),
+        create_cq_ex: Some(crate::cq::create_cq_ex),
         sz: size_of::<sys::verbs_context>() as sys::size_t,
         context,
         ..Default::default()

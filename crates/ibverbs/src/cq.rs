@@ -1,11 +1,18 @@
 //! Completion channels and completion queues, with the data-path ops the
-//! header's inlines call through `ibv_context.ops`: `poll_cq` and
-//! `req_notify_cq`.
+//! header's inlines call through `ibv_context.ops` (`poll_cq`,
+//! `req_notify_cq`), and extended CQs: `verbs_context.create_cq_ex` (behind
+//! the inline `ibv_create_cq_ex`) and the `start_poll` / `next_poll` /
+//! `end_poll` / `read_*` pointers of `ibv_cq_ex` (behind `ibv_start_poll`,
+//! `ibv_wc_read_*`).
+//!
+//! Every CQ is an `ibv_cq_ex` (whose first fields are an `ibv_cq`, so
+//! `ibv_cq_ex_to_cq` is a cast); the pointers are set for CQs created by
+//! `ibv_create_cq_ex`.
 
 #![allow(unsafe_code)] // C entry points (#[no_mangle]) and raw pointers from C
 
 use core::ffi::{c_int, c_uint, c_void};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,7 +22,7 @@ use softverbs::{CompletionChannel, Cq, Wc, WcOpcode};
 use crate::context::{ctx_ref, fd_nonblocking, register, unregister, CtxBox};
 use crate::objects::{box_ref, free_box};
 use crate::sys;
-use crate::util::{minus_one, null, report, EAGAIN, EBUSY, EINVAL};
+use crate::util::{minus_one, null, report, EAGAIN, EBUSY, EINVAL, ENOENT, EOPNOTSUPP};
 
 const CHAN_MAGIC: u64 = 0x736f_6674_6368_3031;
 const CQ_MAGIC: u64 = 0x736f_6674_6371_3031;
@@ -33,7 +40,8 @@ pub(crate) struct ChanBox {
 /// A completion queue.
 #[repr(C)]
 pub(crate) struct CqBox {
-    pub c: sys::ibv_cq,
+    /// An `ibv_cq_ex` for every CQ (its first fields are the `ibv_cq`).
+    pub c: sys::ibv_cq_ex,
     magic: u64,
     pub cq: Cq,
     chan: *const ChanBox,
@@ -42,10 +50,41 @@ pub(crate) struct CqBox {
     pub users: AtomicUsize,
     /// Reused by `poll_cq` so polling does not allocate.
     buf: Mutex<Vec<Wc>>,
+    /// Completions handed out before the device's: those the library makes
+    /// itself (a type 1 window bound by `ibv_bind_mw`) and those the
+    /// extended poll fetched ahead; and the one an extended poll is on.
+    ex: Mutex<ExPoll>,
 }
+
+/// The queue in front of the device's CQ and the extended poll's cursor.
+#[derive(Default)]
+struct ExPoll {
+    pending: VecDeque<Wc>,
+    cur: Option<Wc>,
+}
+
+/// The `wc_flags` an extended CQ can report: the standard ones (SLID, SL
+/// and DLID path bits read 0 on RoCE), as rxe.
+const SUPPORTED_WC_FLAGS: u64 = sys::IBV_WC_STANDARD_FLAGS as u64;
+
+/// How many completions one extended poll fetches from the device at once.
+const EX_BATCH: usize = 16;
 
 box_ref!(chan_ref, sys::ibv_comp_channel, ChanBox, CHAN_MAGIC);
 box_ref!(cq_ref, sys::ibv_cq, CqBox, CQ_MAGIC);
+
+// An `ibv_cq_ex` begins with the fields of an `ibv_cq` (the header's
+// `ibv_cq_ex_to_cq` is a cast): the CQ box hands out either.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(sys::ibv_cq_ex, cqe) == offset_of!(sys::ibv_cq, cqe));
+    assert!(offset_of!(sys::ibv_cq_ex, mutex) == offset_of!(sys::ibv_cq, mutex));
+    assert!(
+        offset_of!(sys::ibv_cq_ex, async_events_completed)
+            == offset_of!(sys::ibv_cq, async_events_completed)
+    );
+    assert!(offset_of!(sys::ibv_cq_ex, comp_mask) >= core::mem::size_of::<sys::ibv_cq>());
+};
 
 /// `ibv_create_comp_channel`: its `fd` is readable while an event is
 /// pending.
@@ -104,11 +143,34 @@ pub unsafe extern "C" fn ibv_create_cq(
     channel: *mut sys::ibv_comp_channel,
     comp_vector: c_int,
 ) -> *mut sys::ibv_cq {
+    if cqe < 1 || comp_vector < 0 {
+        return null(EINVAL);
+    }
+    create_cq(
+        context,
+        cqe as u32,
+        cq_context,
+        channel,
+        comp_vector as u32,
+        false,
+    )
+    .cast()
+}
+
+/// A CQ of `cqe` entries; `extended` sets the `ibv_cq_ex` poll pointers.
+fn create_cq(
+    context: *mut sys::ibv_context,
+    cqe: u32,
+    cq_context: *mut c_void,
+    channel: *mut sys::ibv_comp_channel,
+    comp_vector: u32,
+    extended: bool,
+) -> *mut sys::ibv_cq_ex {
     let Some(cb) = ctx_ref(context) else {
         return null(EINVAL);
     };
     // As the kernel does: a completion vector the context does not have.
-    if comp_vector < 0 || comp_vector >= cb.vctx.context.num_comp_vectors {
+    if comp_vector >= cb.vctx.context.num_comp_vectors as u32 {
         return null(EINVAL);
     }
     let chan = if channel.is_null() {
@@ -119,15 +181,15 @@ pub unsafe extern "C" fn ibv_create_cq(
             None => return null(EINVAL),
         }
     };
-    if cqe < 1 || cqe as u32 > cb.dev.info.caps.max_cqe {
+    if cqe < 1 || cqe > cb.dev.info.caps.max_cqe {
         return null(EINVAL);
     }
-    let cq = match cb.ctx.create_cq(cqe as u32, chan.map(|c| &c.ch)) {
+    let cq = match cb.ctx.create_cq(cqe, chan.map(|c| &c.ch)) {
         Ok(c) => c,
         Err(e) => return null(report("ibv_create_cq", &e)),
     };
     let id = cq.id();
-    let c = sys::ibv_cq {
+    let mut c = sys::ibv_cq_ex {
         context,
         channel,
         cq_context,
@@ -135,6 +197,21 @@ pub unsafe extern "C" fn ibv_create_cq(
         cqe: cq.cqe() as c_int,
         ..Default::default()
     };
+    if extended {
+        c.start_poll = Some(start_poll);
+        c.next_poll = Some(next_poll);
+        c.end_poll = Some(end_poll);
+        c.read_opcode = Some(read_opcode);
+        c.read_vendor_err = Some(read_vendor_err);
+        c.read_byte_len = Some(read_byte_len);
+        c.read_imm_data = Some(read_imm_data);
+        c.read_qp_num = Some(read_qp_num);
+        c.read_src_qp = Some(read_src_qp);
+        c.read_wc_flags = Some(read_wc_flags);
+        c.read_slid = Some(read_slid);
+        c.read_sl = Some(read_sl);
+        c.read_dlid_path_bits = Some(read_dlid_path_bits);
+    }
     let p = Box::into_raw(Box::new(CqBox {
         c,
         magic: CQ_MAGIC,
@@ -143,12 +220,52 @@ pub unsafe extern "C" fn ibv_create_cq(
         ctx: cb,
         users: AtomicUsize::new(0),
         buf: Mutex::new(Vec::with_capacity(64)),
+        ex: Mutex::default(),
     }));
     if let Some(ch) = chan {
         register(&ch.cqs, id, p as usize);
     }
     register(&cb.cqs, id, p as usize);
     p.cast()
+}
+
+/// `verbs_context.create_cq_ex` (behind the header's inline
+/// `ibv_create_cq_ex`): `wc_flags` beyond the standard ones (timestamps,
+/// CVLAN, flow tag, TM), `IBV_CREATE_CQ_ATTR_IGNORE_OVERRUN` and parent
+/// domains are `EOPNOTSUPP`.
+///
+/// # Safety
+/// `attr` is a readable `ibv_cq_init_attr_ex`.
+pub(crate) unsafe extern "C" fn create_cq_ex(
+    context: *mut sys::ibv_context,
+    attr: *mut sys::ibv_cq_init_attr_ex,
+) -> *mut sys::ibv_cq_ex {
+    if attr.is_null() {
+        return null(EINVAL);
+    }
+    // SAFETY: the caller passes a valid ibv_cq_init_attr_ex.
+    let a = unsafe { &*attr };
+    let known = sys::IBV_CQ_INIT_ATTR_MASK_FLAGS | sys::IBV_CQ_INIT_ATTR_MASK_PD;
+    if a.comp_mask & !known != 0 {
+        return null(EINVAL);
+    }
+    if a.comp_mask & sys::IBV_CQ_INIT_ATTR_MASK_PD != 0 {
+        return null(EOPNOTSUPP);
+    }
+    if a.comp_mask & sys::IBV_CQ_INIT_ATTR_MASK_FLAGS != 0 {
+        let known_flags =
+            sys::IBV_CREATE_CQ_ATTR_SINGLE_THREADED | sys::IBV_CREATE_CQ_ATTR_IGNORE_OVERRUN;
+        if a.flags & !known_flags != 0 {
+            return null(EINVAL);
+        }
+        if a.flags & sys::IBV_CREATE_CQ_ATTR_IGNORE_OVERRUN != 0 {
+            return null(EOPNOTSUPP);
+        }
+    }
+    if a.wc_flags & !SUPPORTED_WC_FLAGS != 0 {
+        return null(EOPNOTSUPP);
+    }
+    create_cq(context, a.cqe, a.cq_context, a.channel, a.comp_vector, true)
 }
 
 /// `ibv_resize_cq`: 0 or an errno; `cq->cqe` becomes the size granted.
@@ -254,9 +371,27 @@ pub(crate) unsafe extern "C" fn poll_cq(
     if wc.is_null() {
         return -1;
     }
+    let mut done = 0usize;
+    {
+        let mut ex = b.ex.lock().unwrap_or_else(|e| e.into_inner());
+        while done < num_entries as usize {
+            let Some(w) = ex.pending.pop_front() else {
+                break;
+            };
+            // SAFETY: the caller's array holds num_entries > done entries.
+            unsafe { wc.add(done).write(wc_to_c(&w)) };
+            done += 1;
+        }
+    }
+    if done == num_entries as usize {
+        return done as c_int;
+    }
+    // SAFETY: the caller's array holds num_entries > done entries.
+    let wc = unsafe { wc.add(done) };
     let mut buf = b.buf.lock().unwrap_or_else(|e| e.into_inner());
     buf.clear();
-    match b.cq.poll(num_entries as usize, &mut buf) {
+    match b.cq.poll(num_entries as usize - done, &mut buf) {
+        Ok(0) if done > 0 => done as c_int,
         Ok(0) => {
             drop(buf);
             // An application spinning on an empty CQ competes for the CPU
@@ -271,13 +406,132 @@ pub(crate) unsafe extern "C" fn poll_cq(
                 // SAFETY: the caller's array holds num_entries >= n entries.
                 unsafe { wc.add(i).write(wc_to_c(w)) };
             }
-            n as c_int
+            (done + n) as c_int
         }
-        Err(e) => {
+        Err(e) if done == 0 => {
             report("ibv_poll_cq", &e);
             -1
         }
+        Err(_) => done as c_int,
     }
+}
+
+/// Queue a completion the library made itself (a bound type 1 window): the
+/// next poll returns it before the device's.
+pub(crate) fn inject(cq: &CqBox, w: Wc) {
+    cq.ex
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pending
+        .push_back(w);
+}
+
+/// The CQ of an `ibv_cq_ex` and its poll state, with `f` run on them.
+fn with_ex<R>(cq: *mut sys::ibv_cq_ex, none: R, f: impl FnOnce(&CqBox, &mut ExPoll) -> R) -> R {
+    match cq_ref(cq.cast()) {
+        Some(b) => {
+            let mut ex = b.ex.lock().unwrap_or_else(|e| e.into_inner());
+            f(b, &mut ex)
+        }
+        None => none,
+    }
+}
+
+/// Move to the next completion: 0 (with `status` and `wr_id` set), `ENOENT`
+/// when the CQ is empty, or an errno.
+fn advance(cq: *mut sys::ibv_cq_ex) -> c_int {
+    let r = with_ex(cq, EINVAL, |b, ex| {
+        if ex.pending.is_empty() {
+            let mut buf = b.buf.lock().unwrap_or_else(|e| e.into_inner());
+            buf.clear();
+            match b.cq.poll(EX_BATCH, &mut buf) {
+                Ok(_) => ex.pending.extend(buf.drain(..)),
+                Err(e) => return report("ibv_start_poll", &e),
+            }
+        }
+        ex.cur = ex.pending.pop_front();
+        match &ex.cur {
+            Some(w) => {
+                // SAFETY: `cq` is a live CQ of ours (cq_ref checked it); the
+                // application reads these fields after the call, not during.
+                unsafe {
+                    (*cq).status = w.status as u32;
+                    (*cq).wr_id = w.wr_id;
+                }
+                0
+            }
+            None => ENOENT,
+        }
+    });
+    if r == ENOENT {
+        // As poll_cq: let the device's I/O thread run.
+        std::thread::yield_now();
+    }
+    r
+}
+
+unsafe extern "C" fn start_poll(
+    cq: *mut sys::ibv_cq_ex,
+    _attr: *mut sys::ibv_poll_cq_attr,
+) -> c_int {
+    advance(cq)
+}
+
+unsafe extern "C" fn next_poll(cq: *mut sys::ibv_cq_ex) -> c_int {
+    advance(cq)
+}
+
+unsafe extern "C" fn end_poll(cq: *mut sys::ibv_cq_ex) {
+    with_ex(cq, (), |_, ex| ex.cur = None);
+}
+
+/// A field of the current completion as the `ibv_wc` that `poll_cq` would
+/// give (zeroed when there is none).
+fn cur_wc(cq: *mut sys::ibv_cq_ex) -> sys::ibv_wc {
+    with_ex(cq, sys::ibv_wc::default(), |_, ex| {
+        ex.cur.as_ref().map(wc_to_c).unwrap_or_default()
+    })
+}
+
+unsafe extern "C" fn read_opcode(cq: *mut sys::ibv_cq_ex) -> sys::ibv_wc_opcode {
+    cur_wc(cq).opcode
+}
+
+unsafe extern "C" fn read_vendor_err(cq: *mut sys::ibv_cq_ex) -> u32 {
+    cur_wc(cq).vendor_err
+}
+
+unsafe extern "C" fn read_byte_len(cq: *mut sys::ibv_cq_ex) -> u32 {
+    cur_wc(cq).byte_len
+}
+
+unsafe extern "C" fn read_imm_data(cq: *mut sys::ibv_cq_ex) -> sys::__be32 {
+    // SAFETY: both members of the union are a u32.
+    unsafe { cur_wc(cq).__bindgen_anon_1.imm_data }
+}
+
+unsafe extern "C" fn read_qp_num(cq: *mut sys::ibv_cq_ex) -> u32 {
+    cur_wc(cq).qp_num
+}
+
+unsafe extern "C" fn read_src_qp(cq: *mut sys::ibv_cq_ex) -> u32 {
+    cur_wc(cq).src_qp
+}
+
+unsafe extern "C" fn read_wc_flags(cq: *mut sys::ibv_cq_ex) -> c_uint {
+    cur_wc(cq).wc_flags
+}
+
+unsafe extern "C" fn read_slid(cq: *mut sys::ibv_cq_ex) -> u32 {
+    cur_wc(cq).slid.into()
+}
+
+unsafe extern "C" fn read_sl(cq: *mut sys::ibv_cq_ex) -> u8 {
+    cur_wc(cq).sl
+}
+
+unsafe extern "C" fn read_dlid_path_bits(cq: *mut sys::ibv_cq_ex) -> u8 {
+    cur_wc(cq).dlid_path_bits
 }
 
 /// `ops.req_notify_cq`: 0 or an errno.

@@ -1,11 +1,11 @@
-//! Protection domains, memory regions and address handles.
+//! Protection domains, memory regions, memory windows and address handles.
 
 #![allow(unsafe_code)] // C entry points (#[no_mangle]) and raw pointers from C
 
 use core::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use softverbs::{Access, Ah, AhAttr, Mr, Pd};
+use softverbs::{Access, Ah, AhAttr, Mr, Mw, MwType, Pd};
 
 use crate::context::ctx_ref;
 use crate::sys;
@@ -14,6 +14,7 @@ use crate::util::{gid_from_c, null, report, EBUSY, EINVAL, EOPNOTSUPP};
 const PD_MAGIC: u64 = 0x736f_6674_7064_3031;
 const MR_MAGIC: u64 = 0x736f_6674_6d72_3031;
 const AH_MAGIC: u64 = 0x736f_6674_6168_3031;
+const MW_MAGIC: u64 = 0x736f_6674_6d77_3031;
 
 /// A protection domain.
 #[repr(C)]
@@ -30,7 +31,16 @@ pub(crate) struct PdBox {
 pub(crate) struct MrBox {
     pub c: sys::ibv_mr,
     magic: u64,
-    mr: Mr,
+    pub mr: Mr,
+    pd: *const PdBox,
+}
+
+/// A memory window.
+#[repr(C)]
+pub(crate) struct MwBox {
+    pub c: sys::ibv_mw,
+    magic: u64,
+    pub mw: Mw,
     pd: *const PdBox,
 }
 
@@ -62,6 +72,7 @@ pub(crate) use box_ref;
 box_ref!(pd_ref, sys::ibv_pd, PdBox, PD_MAGIC);
 box_ref!(mr_ref, sys::ibv_mr, MrBox, MR_MAGIC);
 box_ref!(ah_ref, sys::ibv_ah, AhBox, AH_MAGIC);
+box_ref!(mw_ref, sys::ibv_mw, MwBox, MW_MAGIC);
 
 /// Free a box, clearing its magic first so a stale pointer is refused.
 macro_rules! free_box {
@@ -231,6 +242,65 @@ pub unsafe extern "C" fn ibv_dereg_mr(mr: *mut sys::ibv_mr) -> c_int {
     unsafe { &*b.pd }.users.fetch_sub(1, Ordering::AcqRel);
     free_box!(b, MrBox);
     0
+}
+
+/// `ops.alloc_mw` (behind the header's inline `ibv_alloc_mw`): a type 1 or
+/// type 2 window; another type is `EINVAL`.
+pub(crate) unsafe extern "C" fn alloc_mw(
+    pd: *mut sys::ibv_pd,
+    type_: sys::ibv_mw_type,
+) -> *mut sys::ibv_mw {
+    let Some(pb) = pd_ref(pd) else {
+        return null(EINVAL);
+    };
+    let ty = match type_ {
+        sys::IBV_MW_TYPE_1 => MwType::Type1,
+        sys::IBV_MW_TYPE_2 => MwType::Type2,
+        _ => return null(EINVAL),
+    };
+    let mw = match pb.pd.alloc_mw(ty) {
+        Ok(m) => m,
+        Err(e) => return null(report("ibv_alloc_mw", &e)),
+    };
+    pb.users.fetch_add(1, Ordering::AcqRel);
+    let rkey = mw.rkey();
+    Box::into_raw(Box::new(MwBox {
+        c: sys::ibv_mw {
+            context: pb.c.context,
+            pd,
+            rkey,
+            handle: rkey,
+            type_,
+        },
+        magic: MW_MAGIC,
+        mw,
+        pd: pb,
+    }))
+    .cast()
+}
+
+/// `ops.dealloc_mw` (behind `ibv_dealloc_mw`): the window's rkey stops
+/// working. 0 or an errno.
+pub(crate) unsafe extern "C" fn dealloc_mw(mw: *mut sys::ibv_mw) -> c_int {
+    let Some(b) = mw_ref(mw) else {
+        return EINVAL;
+    };
+    // SAFETY: the PD outlives its windows (dealloc_pd refuses while in use).
+    unsafe { &*b.pd }.users.fetch_sub(1, Ordering::AcqRel);
+    free_box!(b, MwBox);
+    0
+}
+
+/// The rights a window can grant, from `mw_access_flags`: the remote ones
+/// (a local bit such as `IBV_ACCESS_LOCAL_WRITE` means nothing for a
+/// window and is dropped, as rxe ignores it).
+pub(crate) fn mw_access_from_c(access: c_uint) -> Access {
+    Access(
+        access
+            & (sys::IBV_ACCESS_REMOTE_READ
+                | sys::IBV_ACCESS_REMOTE_WRITE
+                | sys::IBV_ACCESS_REMOTE_ATOMIC),
+    )
 }
 
 /// An `ibv_ah_attr` to softverbs's: RoCE needs a GRH (`is_global`).
@@ -409,6 +479,10 @@ mod tests {
         assert_eq!(access_from_c(0x7).unwrap(), Access(0x7));
         assert_eq!(access_from_c(0x7 | 1 << 20).unwrap(), Access(0x7));
         assert_eq!(access_from_c(1 << 6), Err(EOPNOTSUPP));
+        assert_eq!(
+            mw_access_from_c(sys::IBV_ACCESS_LOCAL_WRITE | sys::IBV_ACCESS_REMOTE_WRITE),
+            Access::REMOTE_WRITE
+        );
     }
 
     #[test]

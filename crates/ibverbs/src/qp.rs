@@ -1,7 +1,7 @@
 //! Queue pairs and shared receive queues: create, modify (`attr_mask` →
 //! [`ModifyAttrs`]), query, destroy, and the data-path ops the header's
 //! inlines call through `ibv_context.ops`: `post_send`, `post_recv`,
-//! `post_srq_recv`.
+//! `post_srq_recv`, and `bind_mw` (type 1 windows).
 
 #![allow(unsafe_code)] // C entry points (#[no_mangle]) and raw pointers from C
 
@@ -19,7 +19,8 @@ use softverbs_core::ModifyAttrs;
 use crate::context::{register, unregister, CtxBox};
 use crate::cq::{cq_ref, CqBox};
 use crate::objects::{
-    access_from_c, ah_attr_from_c, ah_attr_to_c, ah_ref, box_ref, free_box, pd_ref, PdBox,
+    access_from_c, ah_attr_from_c, ah_attr_to_c, ah_ref, box_ref, free_box, mr_ref,
+    mw_access_from_c, mw_ref, pd_ref, PdBox,
 };
 use crate::sys;
 use crate::util::{null, report, EBUSY, EINVAL, EOPNOTSUPP};
@@ -34,7 +35,7 @@ pub(crate) struct QpBox {
     /// `wr_*` pointers are set only for QPs created with send ops flags.
     pub c: sys::ibv_qp_ex,
     magic: u64,
-    qp: Qp,
+    pub qp: Qp,
     ctx: *const CtxBox,
     pd: *const PdBox,
     send_cq: *const CqBox,
@@ -534,6 +535,31 @@ unsafe fn send_wr_from_c(w: &sys::ibv_send_wr, ud: bool) -> Result<SendWr, c_int
             rkey: atomic.rkey,
             add: atomic.compare_add,
         },
+        // SAFETY: as above.
+        sys::IBV_WR_LOCAL_INV => SendOp::LocalInv {
+            rkey: unsafe { w.__bindgen_anon_1.invalidate_rkey },
+        },
+        sys::IBV_WR_BIND_MW => {
+            // SAFETY: a BIND_MW work request carries the bind_mw member.
+            let bm = unsafe { w.__bindgen_anon_2.bind_mw };
+            let mw = mw_ref(bm.mw).ok_or(EINVAL)?;
+            let info = bm.bind_info;
+            let mr_lkey = if info.mr.is_null() {
+                0
+            } else {
+                mr_ref(info.mr).ok_or(EINVAL)?.c.lkey
+            };
+            SendOp::BindMw {
+                // The rkey alloc_mw gave (the window's `rkey` field is not
+                // changed by a type 2 bind, as with rxe).
+                mw_rkey: mw.c.rkey,
+                new_rkey: Some(bm.rkey),
+                mr_lkey,
+                addr: info.addr,
+                len: info.length,
+                access: mw_access_from_c(info.mw_access_flags),
+            }
+        }
         _ => return Err(EINVAL),
     };
     let dest = if ud {
@@ -590,6 +616,71 @@ pub(crate) unsafe extern "C" fn post_send(
             Err(e) => return fail(cur, e),
         }
         cur = w.next;
+    }
+    0
+}
+
+/// `ops.bind_mw` (behind `ibv_bind_mw`): binds a type 1 window through
+/// `qp` at once (a type 2 window is bound by posting `IBV_WR_BIND_MW`:
+/// `EINVAL`); `mw->rkey` becomes the new rkey. As with a posted bind, a
+/// signaled bind (or one on a QP with `sq_sig_all`) leaves an
+/// `IBV_WC_BIND_MW` completion on the send CQ. 0 or an errno.
+pub(crate) unsafe extern "C" fn bind_mw(
+    qp: *mut sys::ibv_qp,
+    mw: *mut sys::ibv_mw,
+    mw_bind: *mut sys::ibv_mw_bind,
+) -> c_int {
+    let (Some(q), Some(m)) = (qp_ref(qp), mw_ref(mw)) else {
+        return EINVAL;
+    };
+    if mw_bind.is_null() || m.c.type_ != sys::IBV_MW_TYPE_1 {
+        return EINVAL;
+    }
+    // SAFETY: the caller passes a readable ibv_mw_bind.
+    let bind = unsafe { *mw_bind };
+    let info = bind.bind_info;
+    let Some(mr) = mr_ref(info.mr) else {
+        return EINVAL;
+    };
+    let offset = if info.length == 0 {
+        0
+    } else {
+        match info.addr.checked_sub(mr.c.addr as u64) {
+            Some(o) => o as usize,
+            None => return EINVAL,
+        }
+    };
+    let access = mw_access_from_c(info.mw_access_flags);
+    let rkey = match m
+        .mw
+        .bind(&q.qp, &mr.mr, offset, info.length as usize, access)
+    {
+        Ok(k) => k,
+        Err(e) => return report("ibv_bind_mw", &e),
+    };
+    // SAFETY: a live window of ours; the application does not use it
+    // concurrently with its own bind (libibverbs's rule).
+    unsafe { (*mw).rkey = rkey };
+    let sig_all = q.qp.query().is_ok_and(|i| i.init.sq_sig_all);
+    if sig_all || bind.send_flags & sys::IBV_SEND_SIGNALED != 0 {
+        // SAFETY: the send CQ outlives the QP (destroy_cq refuses while used).
+        let cq = unsafe { &*q.send_cq };
+        crate::cq::inject(
+            cq,
+            softverbs::Wc {
+                wr_id: bind.wr_id,
+                status: softverbs::WcStatus::Success,
+                opcode: softverbs::WcOpcode::BindMw,
+                queue: softverbs_transport::WcQueue::Send,
+                qp_num: q.qp.qpn(),
+                byte_len: 0,
+                imm: None,
+                invalidated_rkey: None,
+                src_qp: 0,
+                grh: false,
+                solicited: false,
+            },
+        );
     }
     0
 }

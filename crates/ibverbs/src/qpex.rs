@@ -4,10 +4,10 @@
 //! The `ibv_wr_*` calls build ordinary `ibv_send_wr`s in the QP's
 //! [`WrBatch`]; `ibv_wr_complete` chains them and posts them through the
 //! same `ops.post_send` as `ibv_post_send`, so both paths share one
-//! implementation. Supported send ops: send (with immediate), RDMA write
-//! (with immediate), RDMA read, the two atomics; the others (memory
-//! windows, invalidation, TSO, atomic write) are refused at creation with
-//! `EOPNOTSUPP`.
+//! implementation. Supported send ops: send (with immediate, with
+//! invalidate), RDMA write (with immediate), RDMA read, the two atomics,
+//! local invalidate and binding type 2 memory windows; the others (TSO,
+//! atomic write) are refused at creation with `EOPNOTSUPP`.
 
 #![allow(unsafe_code)] // C entry points and raw pointers from C
 
@@ -40,7 +40,10 @@ const SUPPORTED_OPS: u64 = (sys::IBV_QP_EX_WITH_RDMA_WRITE
     | sys::IBV_QP_EX_WITH_SEND_WITH_IMM
     | sys::IBV_QP_EX_WITH_RDMA_READ
     | sys::IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP
-    | sys::IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD) as u64;
+    | sys::IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD
+    | sys::IBV_QP_EX_WITH_LOCAL_INV
+    | sys::IBV_QP_EX_WITH_BIND_MW
+    | sys::IBV_QP_EX_WITH_SEND_WITH_INV) as u64;
 
 /// `verbs_context.create_qp_ex`: a QP with a PD (XRC, RSS, TSO and create
 /// flags are `EOPNOTSUPP`), with the `ibv_wr_*` path when
@@ -105,6 +108,9 @@ pub(crate) unsafe extern "C" fn create_qp_ex(
             (*x).wr_rdma_read = Some(wr_rdma_read);
             (*x).wr_atomic_cmp_swp = Some(wr_atomic_cmp_swp);
             (*x).wr_atomic_fetch_add = Some(wr_atomic_fetch_add);
+            (*x).wr_bind_mw = Some(wr_bind_mw);
+            (*x).wr_local_inv = Some(wr_local_inv);
+            (*x).wr_send_inv = Some(wr_send_inv);
             (*x).wr_set_sge = Some(wr_set_sge);
             (*x).wr_set_sge_list = Some(wr_set_sge_list);
             (*x).wr_set_inline_data = Some(wr_set_inline_data);
@@ -264,6 +270,39 @@ unsafe extern "C" fn wr_atomic_fetch_add(
             swap: 0,
             rkey,
         }
+    });
+}
+
+unsafe extern "C" fn wr_bind_mw(
+    qp: *mut sys::ibv_qp_ex,
+    mw: *mut sys::ibv_mw,
+    rkey: u32,
+    bind_info: *const sys::ibv_mw_bind_info,
+) {
+    let info = if bind_info.is_null() {
+        sys::ibv_mw_bind_info::default()
+    } else {
+        // SAFETY: the caller passes a readable ibv_mw_bind_info.
+        unsafe { *bind_info }
+    };
+    push(qp, sys::IBV_WR_BIND_MW, |w| {
+        w.__bindgen_anon_2.bind_mw = sys::ibv_send_wr__bindgen_ty_4__bindgen_ty_1 {
+            mw,
+            rkey,
+            bind_info: info,
+        }
+    });
+}
+
+unsafe extern "C" fn wr_local_inv(qp: *mut sys::ibv_qp_ex, invalidate_rkey: u32) {
+    push(qp, sys::IBV_WR_LOCAL_INV, |w| {
+        w.__bindgen_anon_1.invalidate_rkey = invalidate_rkey
+    });
+}
+
+unsafe extern "C" fn wr_send_inv(qp: *mut sys::ibv_qp_ex, invalidate_rkey: u32) {
+    push(qp, sys::IBV_WR_SEND_WITH_INV, |w| {
+        w.__bindgen_anon_1.invalidate_rkey = invalidate_rkey
     });
 }
 
