@@ -48,6 +48,20 @@ pub struct SrdConfig {
     /// Reordering tolerated before a packet is deemed lost, as a fraction of
     /// the smoothed RTT (RACK's reordering window).
     pub reorder_frac: f64,
+    /// Largest multiple of `reorder_frac` the reordering window adapts to:
+    /// each spurious retransmission (an ACK for the first copy of a packet
+    /// already sent again) doubles a context's multiplier, up to this; every
+    /// 1024 packets acknowledged without one halve it again (RACK's
+    /// adaptive `reo_wnd`, RFC 8985 §6.2).
+    pub reorder_max_mult: u32,
+    /// Most data packets one ACK may cover. ACKs are coalesced: a context
+    /// owes at most one plain ACK until [`crate::SrdEndpoint::poll_transmit`]
+    /// sends it (so the I/O layer, which feeds a whole receive batch before
+    /// polling, gets one ACK per context per batch), or until this many
+    /// packets arrived. An ACK goes at once when it carries a SES response,
+    /// or answers a retransmitted or duplicate packet.
+    /// 1 acknowledges every packet.
+    pub ack_every: u32,
     /// The UET job id put in every SES header (constant; not enforced).
     pub job_id: u32,
     /// Congestion control.
@@ -75,6 +89,8 @@ impl SrdConfig {
             rnr_backoff_max: Duration::from_millis(2),
             rnr_hint: Duration::from_micros(20),
             reorder_frac: 0.5,
+            reorder_max_mult: 8,
+            ack_every: 16,
             job_id: 1,
             cc: CcConfig::default(),
             seed: 1,

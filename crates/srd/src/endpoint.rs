@@ -24,7 +24,7 @@ use softverbs_wire::{uet, Gid};
 
 use crate::cc::Cc;
 use crate::config::{status_of, vendor, SrdConfig, SrdQpConfig, ENTROPY_BASE_PORT};
-use crate::pdc::{InMsg, MsgOp, OutMsg, Pdc, ReadJob, Seg, TxPkt};
+use crate::pdc::{InMsg, MsgOp, OutMsg, OwedAck, Pdc, ReadJob, Seg, TxPkt};
 
 /// The CC type we put in ACK_CC: our delay-based controller.
 pub const CC_TYPE_DELAY: u8 = 1;
@@ -165,6 +165,8 @@ pub struct SrdEndpoint {
     initiator_by_peer: HashMap<Gid, u16>,
     target_by_peer: HashMap<(Gid, u16), u16>,
     ctrl_q: VecDeque<(Gid, u16, UetPacketRepr)>,
+    /// Contexts that owe a coalesced ACK (sent by the next poll_transmit).
+    acks_owed: Vec<u16>,
     completions: VecDeque<SrdCompletion>,
     rr: usize,
     rng: Xoshiro256PlusPlus,
@@ -182,6 +184,7 @@ impl SrdEndpoint {
             initiator_by_peer: HashMap::new(),
             target_by_peer: HashMap::new(),
             ctrl_q: VecDeque::new(),
+            acks_owed: Vec::new(),
             completions: VecDeque::new(),
             rr: 0,
             rng,
@@ -716,7 +719,8 @@ impl SrdEndpoint {
                 }
                 _ => None,
             };
-            self.queue_ack(id, seq, port, req.retx, rsp);
+            self.owe_ack(id, seq, port);
+            self.send_owed_ack(id, req.retx, rsp);
             return Ok(());
         }
         if seq - pdc.cack_seq >= window {
@@ -735,7 +739,11 @@ impl SrdEndpoint {
                 if let Some(p) = self.pdcs[usize::from(id)].as_mut() {
                     p.mark_received(seq);
                 }
-                self.queue_ack(id, seq, port, req.retx, rsp);
+                let now_ = rsp.is_some() || req.retx;
+                self.owe_ack(id, seq, port);
+                if now_ {
+                    self.send_owed_ack(id, req.retx, rsp);
+                }
             }
             Outcome::Rnr => {
                 self.counters.rnr_nacks_sent += 1;
@@ -764,13 +772,87 @@ impl SrdEndpoint {
         Ok(())
     }
 
-    fn queue_ack(
+    /// Adds received packet `seq` (from source port `port`) to the ACK
+    /// context `id` owes, sending the owed one first if both would not fit
+    /// in one SACK bitmap, and at once when it covers `ack_every` packets.
+    fn owe_ack(&mut self, id: u16, seq: u64, port: u16) {
+        let every = self.cfg.ack_every.max(1);
+        let Some(p) = self.pdcs[usize::from(id)].as_mut() else {
+            return;
+        };
+        if let Some(o) = p.owed {
+            let lo = o.lo.min(seq).max(p.cack_seq);
+            let hi = o.hi.max(seq);
+            if hi >= p.cack_seq + 64 && hi - lo >= 64 {
+                self.send_owed_ack(id, false, None);
+            }
+        }
+        let Some(p) = self.pdcs[usize::from(id)].as_mut() else {
+            return;
+        };
+        let o = p.owed.get_or_insert(OwedAck {
+            trigger: seq,
+            lo: seq,
+            hi: seq,
+            port,
+            count: 0,
+        });
+        o.trigger = seq;
+        o.lo = o.lo.min(seq);
+        o.hi = o.hi.max(seq);
+        o.port = port;
+        o.count += 1;
+        if o.count >= every {
+            self.send_owed_ack(id, false, None);
+        } else if o.count == 1 {
+            self.acks_owed.push(id);
+        }
+    }
+
+    /// Sends the ACK context `id` owes (if any), flagged `retx` and
+    /// carrying `rsp`: cumulative PSN, the last packet received as trigger,
+    /// and a SACK bitmap based at the cumulative point, or at the lowest
+    /// packet it covers when that lies beyond the first 64.
+    fn send_owed_ack(&mut self, id: u16, retx: bool, rsp: Option<SesResponseRepr>) {
+        let Some(p) = self.pdcs[usize::from(id)].as_mut() else {
+            return;
+        };
+        let Some(o) = p.owed.take() else {
+            return;
+        };
+        let base = if o.hi < p.cack_seq + 64 {
+            p.cack_seq
+        } else {
+            o.lo.max(p.cack_seq)
+        };
+        let sack_off = (base - p.cack_seq + 1).min(i16::MAX as u64) as i16;
+        self.push_ack(id, o.trigger, o.port, retx, rsp, base, sack_off);
+    }
+
+    /// An ACK of everything received so far (ACK requests).
+    fn ack_now(&mut self, id: u16, port: u16, rsp: Option<SesResponseRepr>) {
+        let Some(p) = self.pdcs[usize::from(id)].as_mut() else {
+            return;
+        };
+        if let Some(o) = p.owed.as_mut() {
+            o.port = port;
+            self.send_owed_ack(id, false, rsp);
+            return;
+        }
+        let (trigger, base) = (p.cack_seq.wrapping_sub(1), p.cack_seq);
+        self.push_ack(id, trigger, port, false, rsp, base, 1);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_ack(
         &mut self,
         id: u16,
         trigger: u64,
         port: u16,
         retx: bool,
         rsp: Option<SesResponseRepr>,
+        sack_base: u64,
+        sack_off: i16,
     ) {
         let Some(p) = self.pdcs[usize::from(id)].as_ref() else {
             return;
@@ -792,8 +874,8 @@ impl SrdEndpoint {
                 cc_type: CC_TYPE_DELAY,
                 cc_flags: 0,
                 mpr: (self.cfg.window / 128).min(255) as u8,
-                sack_psn_offset: 1,
-                sack_bitmap: p.sack_bitmap(),
+                sack_psn_offset: sack_off,
+                sack_bitmap: p.sack_bitmap(sack_base),
                 ack_cc_state: 0,
             }),
         };
@@ -1040,6 +1122,7 @@ impl SrdEndpoint {
 
     fn on_ack(&mut self, now: Instant, id: u16, ack: &AckRepr, rsp: Option<SesResponseRepr>) {
         let reo_frac = self.cfg.reorder_frac;
+        let reo_max = self.cfg.reorder_max_mult.max(1);
         let Some(pdc) = self.pdcs[usize::from(id)].as_mut() else {
             return;
         };
@@ -1071,6 +1154,7 @@ impl SrdEndpoint {
         let mut bytes = 0;
         let mut rtt = None;
         let mut touched: Vec<Seg> = Vec::new();
+        let mut spurious = false;
         for s in acked {
             let Some(pkt) = pdc.unacked.remove(&s) else {
                 continue;
@@ -1078,8 +1162,11 @@ impl SrdEndpoint {
             if pkt.in_flight {
                 pdc.inflight -= pkt.bytes;
             }
-            if pkt.retx > 0 && !ack.flags & ACK_FLAG_RETX != 0 && Some(s) == trigger {
+            // Sent again, but this ACK (not flagged as answering a
+            // retransmission; those go out at once) covers the first copy.
+            if pkt.retx > 0 && ack.flags & ACK_FLAG_RETX == 0 && pkt.rnr_at.is_none() {
                 self.counters.spurious_retransmits += 1;
+                spurious = true;
             }
             bytes += pkt.bytes;
             if Some(s) == trigger && pkt.retx == 0 && ack.flags & ACK_FLAG_RETX == 0 {
@@ -1091,9 +1178,21 @@ impl SrdEndpoint {
             touched.push(pkt.seg);
         }
         pdc.cc.on_ack(now, bytes, rtt);
+        // RACK's adaptive reordering window: widen it when a retransmission
+        // proves needless, narrow it again after a long clean stretch.
+        if spurious {
+            pdc.reo_mult = (pdc.reo_mult * 2).min(reo_max);
+            pdc.reo_clean = 0;
+        } else {
+            pdc.reo_clean += touched.len() as u32;
+            if pdc.reo_clean >= 1024 {
+                pdc.reo_mult = (pdc.reo_mult / 2).max(1);
+                pdc.reo_clean = 0;
+            }
+        }
         // RACK: a packet sent well before one that got through is lost.
         if let Some(srtt) = pdc.cc.srtt() {
-            let reo = srtt.mul_f64(reo_frac);
+            let reo = srtt.mul_f64(reo_frac * f64::from(pdc.reo_mult));
             let rack = pdc.rack_sent;
             let mut lost = Vec::new();
             for (s, p) in pdc.unacked.iter_mut() {
@@ -1203,8 +1302,7 @@ impl SrdEndpoint {
             .done
             .get(&msg_id)
             .map(|&(rc, _, len)| response(msg_id, rc, len, job));
-        let trigger = p.cack_seq.wrapping_sub(1);
-        self.queue_ack(id, trigger, port, false, rsp);
+        self.ack_now(id, port, rsp);
     }
 
     fn try_complete(&mut self, now: Instant, id: u16, msg_id: u16) {
@@ -1466,6 +1564,9 @@ impl SrdEndpoint {
         mem: &mut dyn PdMemory,
         buf: &mut [u8],
     ) -> Option<Transmit> {
+        while let Some(id) = self.acks_owed.pop() {
+            self.send_owed_ack(id, false, None);
+        }
         if let Some((dst, port, pkt)) = self.ctrl_q.pop_front() {
             let len = pkt.emit(buf, &[]);
             self.counters.sent_pkts += 1;

@@ -106,6 +106,21 @@ pub(crate) struct InMsg {
     pub rc: ReturnCode,
 }
 
+/// A plain ACK a context owes its peer (coalesced until the endpoint is
+/// next polled for transmits or the run would outgrow one SACK bitmap).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwedAck {
+    /// The last packet received: the ACK's trigger (its RTT sample).
+    pub trigger: u64,
+    /// Lowest and highest sequence numbers the ACK covers.
+    pub lo: u64,
+    pub hi: u64,
+    /// The source port of the trigger (the ACK goes back on its path).
+    pub port: u16,
+    /// Packets covered.
+    pub count: u32,
+}
+
 /// One delivery context.
 #[derive(Debug)]
 pub(crate) struct Pdc {
@@ -136,6 +151,10 @@ pub(crate) struct Pdc {
     pub rcvd: VecDeque<bool>,
     pub in_msgs: BTreeMap<u16, InMsg>,
     pub done: BTreeMap<u16, (ReturnCode, u64, u32)>,
+    pub owed: Option<OwedAck>,
+    // RACK's adaptive reordering window
+    pub reo_mult: u32,
+    pub reo_clean: u32,
 }
 
 impl Pdc {
@@ -164,6 +183,9 @@ impl Pdc {
             rcvd: VecDeque::new(),
             in_msgs: BTreeMap::new(),
             done: BTreeMap::new(),
+            owed: None,
+            reo_mult: 1,
+            reo_clean: 0,
         }
     }
 
@@ -242,10 +264,12 @@ impl Pdc {
                 .unwrap_or(false)
     }
 
-    /// The SACK bitmap based at `cack_seq` (bit i: `cack_seq + i`).
-    pub fn sack_bitmap(&self) -> u64 {
+    /// The SACK bitmap based at `base` (at or above `cack_seq`; bit i:
+    /// `base + i`).
+    pub fn sack_bitmap(&self, base: u64) -> u64 {
+        let skip = base.saturating_sub(self.cack_seq) as usize;
         let mut b = 0u64;
-        for (i, r) in self.rcvd.iter().take(64).enumerate() {
+        for (i, r) in self.rcvd.iter().skip(skip).take(64).enumerate() {
             if *r {
                 b |= 1 << i;
             }

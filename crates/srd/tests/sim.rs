@@ -94,3 +94,32 @@ fn srd_vs_rc() {
     let rows = compare_rc(&base, &[0.0, 0.001, 0.01, 0.05], 64 * 1024, 2000, 8);
     println!("{}", table(&rows));
 }
+
+/// ACKs are coalesced: a receive batch (here: what reaches a host within
+/// 20 µs, a busy receiver) earns one ACK per context (plus those carrying
+/// SES responses), not one per data packet; with no receive batching every
+/// packet is still acknowledged on its own.
+#[test]
+fn acks_are_coalesced_per_receive_batch() {
+    let cfg = SimConfig {
+        mtu: softverbs_transport::Mtu::Mtu4096,
+        max_msg: 64 * 1024,
+        ops: [false, false, true, false, false],
+        hosts: 2,
+        qps: 1,
+        window: 16,
+        reorder: 0.0,
+        rx_batch_ns: 20_000,
+        ..SimConfig::default()
+    };
+    let r = run(&cfg).unwrap_or_else(|b| panic!("{b}"));
+    let (data, acks) = (r.counters.data_pkts, r.counters.acks_sent);
+    eprintln!("coalesced: {data} data packets, {acks} ACKs");
+    assert!(acks * 3 <= data, "{r:?}");
+    let one = run(&SimConfig {
+        rx_batch_ns: 0,
+        ..cfg
+    })
+    .unwrap_or_else(|b| panic!("{b}"));
+    assert!(one.counters.acks_sent >= one.counters.data_pkts, "{one:?}");
+}
