@@ -280,7 +280,7 @@ pub(crate) fn port_attr(p: &PortAttr, max_pkeys: u16) -> sys::ibv_port_attr {
         },
         max_mtu: mtu_enum(p.max_mtu),
         active_mtu: mtu_enum(p.active_mtu),
-        gid_tbl_len: p.gid_tbl_len as c_int,
+        gid_tbl_len: c_gid_tbl_len(p.gid_tbl_len) as c_int,
         port_cap_flags: sys::IBV_PORT_CM_SUP,
         max_msg_sz: 0x80_0000,
         pkey_tbl_len: max_pkeys,
@@ -366,13 +366,14 @@ pub unsafe extern "C" fn ibv_query_gid(
     if gid.is_null() || index < 0 || index > u16::MAX as c_int {
         return minus_one(EINVAL);
     }
-    match b.ctx.query_gid(port_num, index as u16) {
+    match gid_slot(b, port_num, index as u32, "ibv_query_gid") {
         Ok(g) => {
+            let g = g.unwrap_or(softverbs::Gid::ZERO);
             // SAFETY: the caller passes a writable ibv_gid.
             unsafe { gid.write(gid_to_c(&g)) };
             0
         }
-        Err(e) => minus_one(report("ibv_query_gid", &e)),
+        Err(e) => minus_one(e),
     }
 }
 
@@ -445,25 +446,53 @@ pub unsafe extern "C" fn ibv_query_gid_type(
     if gid_type.is_null() || index > u32::from(u16::MAX) {
         return minus_one(EINVAL);
     }
-    match b.ctx.query_gid(port_num, index as u16) {
-        Ok(_) => {
-            // IBV_GID_TYPE_SYSFS_ROCE_V2 (driver.h).
+    match gid_slot(b, port_num, index, "ibv_query_gid_type") {
+        Ok(g) => {
+            // IBV_GID_TYPE_SYSFS_ROCE_V2, or for an empty slot
+            // IBV_GID_TYPE_SYSFS_IB_ROCE_V1, libibverbs's answer (driver.h).
             // SAFETY: the caller passes a writable enum.
-            unsafe { gid_type.write(1) };
+            unsafe { gid_type.write(c_uint::from(g.is_some())) };
             0
         }
-        Err(e) => minus_one(report("ibv_query_gid_type", &e)),
+        Err(e) => minus_one(e),
     }
 }
 
-fn gid_entry(b: &CtxBox, port: u8, index: u32) -> Result<sys::ibv_gid_entry, c_int> {
+/// The least number of GID slots a port shows C programs: the device's
+/// GIDs, then empty slots, as a kernel GID table has free slots (rxe's
+/// holds 1024), so that an empty index can be asked about (`ENODATA`).
+const C_GID_TBL_MIN: u32 = 16;
+
+/// The `gid_tbl_len` C programs see for a device table of `len` GIDs.
+fn c_gid_tbl_len(len: u32) -> u32 {
+    len.max(C_GID_TBL_MIN)
+}
+
+/// GID `index` of `port` as C sees the table: `Some` GID, `None` for an
+/// empty slot, or an errno (`EINVAL` past the table).
+fn gid_slot(b: &CtxBox, port: u8, index: u32, verb: &str) -> Result<Option<softverbs::Gid>, c_int> {
+    let len = b
+        .ctx
+        .query_port(port)
+        .map_err(|e| report(verb, &e))?
+        .gid_tbl_len;
+    if index >= c_gid_tbl_len(len) {
+        return Err(EINVAL);
+    }
+    if index >= len {
+        return Ok(None);
+    }
     let g = b
         .ctx
-        .query_gid(port, u16::try_from(index).map_err(|_| EINVAL)?)
-        .map_err(|e| report("ibv_query_gid_ex", &e))?;
-    if g == softverbs::Gid::ZERO {
+        .query_gid(port, index as u16)
+        .map_err(|e| report(verb, &e))?;
+    Ok((g != softverbs::Gid::ZERO).then_some(g))
+}
+
+fn gid_entry(b: &CtxBox, port: u8, index: u32) -> Result<sys::ibv_gid_entry, c_int> {
+    let Some(g) = gid_slot(b, port, index, "ibv_query_gid_ex")? else {
         return Err(ENODATA);
-    }
+    };
     Ok(sys::ibv_gid_entry {
         gid: gid_to_c(&g),
         gid_index: index,
@@ -693,6 +722,23 @@ mod tests {
                 0
             );
             assert_eq!(e.gid_type, sys::IBV_GID_TYPE_ROCE_V2);
+            // Past the device's GIDs: empty slots, then the end of the table.
+            let len = p.gid_tbl_len as u32;
+            assert!(len >= C_GID_TBL_MIN);
+            let last = len - 1;
+            assert_eq!(
+                _ibv_query_gid_ex(ctx, 1, last, &mut e, 0, size_of::<sys::ibv_gid_entry>()),
+                ENODATA
+            );
+            assert_eq!(ibv_query_gid(ctx, 1, last as c_int, &mut g), 0);
+            assert_eq!(g.raw, [0; 16]);
+            let mut ty = 9;
+            assert_eq!(ibv_query_gid_type(ctx, 1, last, &mut ty), 0);
+            assert_eq!(ty, 0);
+            assert_eq!(
+                _ibv_query_gid_ex(ctx, 1, len, &mut e, 0, size_of::<sys::ibv_gid_entry>()),
+                EINVAL
+            );
             assert_eq!(ibv_close_device(ctx), 0);
             ibv_free_device_list(list);
         }
