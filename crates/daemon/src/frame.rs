@@ -158,6 +158,27 @@ pub fn recv(sock: &UnixStream) -> Result<Frame, FrameError> {
     if got.bytes < HEADER {
         (&*sock).read_exact(&mut h[got.bytes..])?;
     }
+    let (kind, len) = parse_header(&h, fds.len())?;
+    // Grown as the bytes come, not allocated up front: a header that
+    // announces 64 MiB costs nothing until they are sent.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    sock.take(len as u64).read_to_end(&mut body)?;
+    if body.len() != len {
+        return Err(FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "the connection closed {} bytes into a {len}-byte body",
+                body.len()
+            ),
+        )));
+    }
+    Ok(Frame { kind, body, fds })
+}
+
+/// Checks a frame header that came with `fds` descriptors: the magic,
+/// the reserved bytes, the fd count and the body limit. Returns the kind
+/// and the body length; any fault is [`FrameError::Malformed`].
+pub fn parse_header(h: &[u8; HEADER], fds: usize) -> Result<(Kind, usize), FrameError> {
     if h[0..4] != MAGIC.to_le_bytes() {
         return Err(FrameError::Malformed("bad magic".into()));
     }
@@ -169,18 +190,15 @@ pub fn recv(sock: &UnixStream) -> Result<Frame, FrameError> {
     let kind = Kind(u16::from_le_bytes([h[4], h[5]]));
     let nfds = u16::from_le_bytes([h[6], h[7]]) as usize;
     let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
-    if nfds != fds.len() {
+    if nfds != fds {
         return Err(FrameError::Malformed(format!(
-            "the header announces {nfds} fds, {} came",
-            fds.len()
+            "the header announces {nfds} fds, {fds} came"
         )));
     }
     if len > MAX_BODY {
         return Err(FrameError::Malformed(format!("body of {len} bytes")));
     }
-    let mut body = vec![0u8; len];
-    (&*sock).read_exact(&mut body)?;
-    Ok(Frame { kind, body, fds })
+    Ok((kind, len))
 }
 
 /// An error reply body.

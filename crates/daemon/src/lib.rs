@@ -32,4 +32,4 @@ pub mod wqe;
 /// The environment variable naming the daemon's socket.
 pub const SOCKET_ENV: &str = "SOFTVERBS_SOCKET";
 
-pub use server::{default_socket_path, Daemon, Running, Server};
+pub use server::{default_socket_path, Closed, Daemon, Running, Server};

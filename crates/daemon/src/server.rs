@@ -41,6 +41,19 @@ pub struct Stats {
     pub bad_ring_entries: AtomicU64,
 }
 
+/// A context the daemon closed because its connection went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Who held it.
+    pub owner: Owner,
+    /// Its objects, in the order they were destroyed (`"qp"`, `"mr"`, ...,
+    /// with their handles).
+    pub destroyed: Vec<(&'static str, Handle)>,
+}
+
+/// How many closed contexts [`Daemon::closed`] remembers.
+const CLOSED_LOG: usize = 32;
+
 /// What the daemon owns: the devices and its counters.
 #[derive(Debug)]
 pub struct Daemon {
@@ -49,6 +62,7 @@ pub struct Daemon {
     pub(crate) devices: RwLock<Vec<Arc<Device>>>,
     /// Counters.
     pub stats: Stats,
+    closed: Mutex<std::collections::VecDeque<Closed>>,
 }
 
 impl Daemon {
@@ -57,7 +71,20 @@ impl Daemon {
         Arc::new(Daemon {
             devices: RwLock::new(devices),
             stats: Stats::default(),
+            closed: Mutex::new(std::collections::VecDeque::new()),
         })
+    }
+
+    /// The last contexts closed because their client went away (exit,
+    /// crash, `kill -9`), oldest first, with what was destroyed in what
+    /// order.
+    pub fn closed(&self) -> Vec<Closed> {
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The devices (now: `link add`/`delete` may change them).
@@ -199,6 +226,37 @@ struct Open {
     worker: Option<JoinHandle<()>>,
 }
 
+impl Open {
+    /// The client is gone: stop the worker, move its QPs to the error
+    /// state (outstanding work flushed, as a QP with a fatal error), then
+    /// destroy every object, children first and newest first, as the
+    /// kernel does when the file is closed. Returns what went, in order.
+    fn close(mut self) -> Vec<(&'static str, Handle)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.kick.ring();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+        let ctx = self.uctx.uapi_context();
+        for (h, _) in ctx.objects() {
+            if ctx.get::<QpObj>(h).is_some() {
+                let _ = self.uctx.modify_qp(
+                    h,
+                    &softverbs_core::ModifyAttrs {
+                        qp_state: Some(softverbs_transport::QpState::Err),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        self.uctx
+            .close()
+            .into_iter()
+            .map(|d| (d.object, d.handle))
+            .collect()
+    }
+}
+
 impl Drop for Open {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -206,8 +264,6 @@ impl Drop for Open {
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
-        // Every object goes, children first, as the kernel does when the
-        // file is closed.
         self.uctx.close();
     }
 }
@@ -269,8 +325,17 @@ impl Conn {
                 break;
             }
         }
-        // Dropping `open` stops the worker and closes the context.
-        drop(self.open.take());
+        if let Some(o) = self.open.take() {
+            let destroyed = o.close();
+            let mut log = self.daemon.closed.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == CLOSED_LOG {
+                log.pop_front();
+            }
+            log.push_back(Closed {
+                owner: self.owner.clone(),
+                destroyed,
+            });
+        }
     }
 
     fn opened(&self) -> Result<&Open, UapiError> {
