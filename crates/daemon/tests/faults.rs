@@ -2,21 +2,21 @@
 //! under its clients. Clients run as child processes (this test binary,
 //! with an ignored test as their entry point) so `kill -9` is real.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use softverbs_core::calls::VerbsCalls;
-use softverbs_core::driver::AhAttr;
 use softverbs_core::events::{AsyncEvent, CompChannel};
-use softverbs_core::{Device, ModifyAttrs, QpCreate};
-use softverbs_daemon::client::{self, Client, CompQueue, SharedMr, WorkQueue};
+use softverbs_core::Device;
+use softverbs_daemon::client::{self, Client};
 use softverbs_daemon::{Daemon, Running, Server};
-use softverbs_transport::{Access, Mtu, QpState, QpType, RecvWr, SendWr, WcStatus};
-use softverbs_wire::Gid;
+use softverbs_transport::{Access, QpState, RecvWr, SendWr, WcStatus};
+
+mod common;
+use common::{card, connect, parse_card, side, stdin_line, Kid, Side};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 const T: Duration = Duration::from_secs(20);
@@ -35,176 +35,6 @@ fn daemon() -> Running {
     let path: PathBuf =
         std::env::temp_dir().join(format!("softverbsd-faults-{}-{n}.sock", std::process::id()));
     Server::bind(&path, Daemon::new(devices)).unwrap().spawn()
-}
-
-/// One RC endpoint over the daemon's raw client API.
-pub struct Side {
-    pub c: Client,
-    pub qp: softverbs_core::QpRef,
-    pub sq: WorkQueue,
-    pub rq: WorkQueue,
-    pub cq: CompQueue,
-    pub mr: SharedMr,
-}
-
-const MEM: usize = 1 << 16;
-
-pub fn side(path: &Path, dev: &str, channel: Option<Arc<CompChannel>>) -> Side {
-    let c = Client::open(path, dev).unwrap();
-    let pd = c.alloc_pd().unwrap();
-    let cq = c.create_cq(256, None).unwrap();
-    let qp = c
-        .create_qp(
-            pd.handle,
-            &QpCreate {
-                qp_type: QpType::Rc,
-                send_cq: cq.handle,
-                recv_cq: cq.handle,
-                srq: None,
-                max_send_wr: 64,
-                max_recv_wr: 64,
-                max_send_sge: 1,
-                max_recv_sge: 1,
-                max_inline_data: 64,
-                sq_sig_all: false,
-            },
-        )
-        .unwrap();
-    let mr = c
-        .reg_shared(
-            pd.handle,
-            MEM,
-            Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
-        )
-        .unwrap();
-    let sq = c.send_queue(qp.handle, 64, 1, 64).unwrap();
-    let rq = c.recv_queue(qp.handle, 64, 1, false).unwrap();
-    let cqr = c.comp_queue(cq.handle, cq.id, 256, channel).unwrap();
-    Side {
-        c,
-        qp,
-        sq,
-        rq,
-        cq: cqr,
-        mr,
-    }
-}
-
-/// What a peer needs to connect: `qpn gid rkey addr` on one line.
-fn card(s: &Side) -> String {
-    format!(
-        "{} {} {} {}",
-        s.qp.qpn,
-        s.c.query_gid(1, 1).unwrap(),
-        s.mr.r.rkey,
-        s.mr.r.addr
-    )
-}
-
-struct Peer {
-    qpn: u32,
-    gid: Gid,
-    rkey: u32,
-    addr: u64,
-}
-
-fn parse_card(l: &str) -> Peer {
-    let f: Vec<&str> = l.split_whitespace().collect();
-    Peer {
-        qpn: f[0].parse().unwrap(),
-        gid: f[1].parse().unwrap(),
-        rkey: f[2].parse().unwrap(),
-        addr: f[3].parse().unwrap(),
-    }
-}
-
-/// INIT → RTR → RTS toward `p` (short retry timer: 4 ms × 2^... see
-/// `timeout`, 3 retries, so a dead peer is an error within a second).
-fn connect(s: &Side, p: &Peer) {
-    let h = s.qp.handle;
-    let m = |a: ModifyAttrs| s.c.modify_qp(h, &a).unwrap();
-    m(ModifyAttrs {
-        qp_state: Some(QpState::Init),
-        pkey_index: Some(0),
-        port_num: Some(1),
-        qp_access_flags: Some(Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ),
-        ..Default::default()
-    });
-    m(ModifyAttrs {
-        qp_state: Some(QpState::Rtr),
-        path_mtu: Some(Mtu::Mtu1024),
-        dest_qp_num: Some(p.qpn),
-        rq_psn: Some(1),
-        max_dest_rd_atomic: Some(1),
-        min_rnr_timer: Some(1),
-        ah_attr: Some(AhAttr {
-            dgid: p.gid,
-            sgid_index: 1,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-            sl: 0,
-            port: 1,
-        }),
-        ..Default::default()
-    });
-    m(ModifyAttrs {
-        qp_state: Some(QpState::Rts),
-        sq_psn: Some(1),
-        timeout: Some(12),
-        retry_cnt: Some(3),
-        rnr_retry: Some(3),
-        max_rd_atomic: Some(1),
-        ..Default::default()
-    });
-}
-
-struct Kid {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    inp: ChildStdin,
-}
-
-impl Kid {
-    fn spawn(test: &str, env: &[(&str, &str)]) -> Kid {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", test, "--nocapture", "--include-ignored"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let inp = child.stdin.take().unwrap();
-        Kid { child, out, inp }
-    }
-
-    /// The next line the child prints that starts with `tag`.
-    fn line(&mut self, tag: &str) -> String {
-        let mut l = String::new();
-        loop {
-            l.clear();
-            assert!(
-                self.out.read_line(&mut l).unwrap() > 0,
-                "child exited before printing {tag}"
-            );
-            if let Some(rest) = l.trim_end().strip_prefix(tag) {
-                return rest.trim().to_string();
-            }
-        }
-    }
-
-    fn say(&mut self, l: &str) {
-        writeln!(self.inp, "{l}").unwrap();
-        self.inp.flush().unwrap();
-    }
-}
-
-fn stdin_line() -> String {
-    let mut l = String::new();
-    std::io::stdin().read_line(&mut l).unwrap();
-    l.trim().to_string()
 }
 
 /// A client killed with SIGKILL in the middle of a transfer: its peer (a
