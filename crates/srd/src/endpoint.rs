@@ -719,7 +719,7 @@ impl SrdEndpoint {
                 }
                 _ => None,
             };
-            self.owe_ack(id, seq, port);
+            self.owe_ack(id, seq, port, true);
             self.send_owed_ack(id, req.retx, rsp);
             return Ok(());
         }
@@ -739,9 +739,9 @@ impl SrdEndpoint {
                 if let Some(p) = self.pdcs[usize::from(id)].as_mut() {
                     p.mark_received(seq);
                 }
-                let now_ = rsp.is_some() || req.retx;
-                self.owe_ack(id, seq, port);
-                if now_ {
+                let urgent = rsp.is_some() || req.retx;
+                self.owe_ack(id, seq, port, urgent);
+                if urgent {
                     self.send_owed_ack(id, req.retx, rsp);
                 }
             }
@@ -774,8 +774,9 @@ impl SrdEndpoint {
 
     /// Adds received packet `seq` (from source port `port`) to the ACK
     /// context `id` owes, sending the owed one first if both would not fit
-    /// in one SACK bitmap, and at once when it covers `ack_every` packets.
-    fn owe_ack(&mut self, id: u16, seq: u64, port: u16) {
+    /// in one SACK bitmap, and at once when it covers `ack_every` packets
+    /// (unless `urgent`: the caller sends it at once, with what it carries).
+    fn owe_ack(&mut self, id: u16, seq: u64, port: u16, urgent: bool) {
         let every = self.cfg.ack_every.max(1);
         let Some(p) = self.pdcs[usize::from(id)].as_mut() else {
             return;
@@ -802,6 +803,9 @@ impl SrdEndpoint {
         o.hi = o.hi.max(seq);
         o.port = port;
         o.count += 1;
+        if urgent {
+            return;
+        }
         if o.count >= every {
             self.send_owed_ack(id, false, None);
         } else if o.count == 1 {

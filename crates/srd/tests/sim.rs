@@ -116,6 +116,8 @@ fn acks_are_coalesced_per_receive_batch() {
     let (data, acks) = (r.counters.data_pkts, r.counters.acks_sent);
     eprintln!("coalesced: {data} data packets, {acks} ACKs");
     assert!(acks * 3 <= data, "{r:?}");
+    // Every SES response rode on an ACK: none had to be asked for.
+    assert_eq!(r.counters.ack_requests, 0, "{r:?}");
     let one = run(&SimConfig {
         rx_batch_ns: 0,
         ..cfg
