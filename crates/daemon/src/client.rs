@@ -394,11 +394,12 @@ impl Client {
             cons: Consumer::new(
                 MapHeader(map.clone()),
                 MapSlots {
-                    map,
+                    map: map.clone(),
                     stride: stride as usize,
                 },
                 entries,
             ),
+            map,
             wake,
             arm,
             dead: self.shared.dead.clone(),
@@ -538,12 +539,18 @@ impl WorkQueue {
 #[derive(Debug)]
 pub struct CompQueue {
     cons: Consumer<MapHeader, MapSlots>,
+    map: Arc<SharedMap>,
     wake: Arc<Doorbell>,
     arm: Option<Arc<CqArm>>,
     dead: Arc<AtomicBool>,
 }
 
 impl CompQueue {
+    /// The ring's shared memory (tests scribble on it).
+    pub fn shared(&self) -> &Arc<SharedMap> {
+        &self.map
+    }
+
     /// Arms the ring for its completion channel (`ibv_req_notify_cq`): the
     /// next completion (`solicited_only`: the next solicited or error one)
     /// pushed after this call reports the CQ to the channel. Without a

@@ -148,6 +148,7 @@ fn counters_json(d: &Daemon) -> Value {
             "connections": s.connections.load(Ordering::Relaxed),
             "malformed_frames": s.malformed_frames.load(Ordering::Relaxed),
             "failed_calls": s.failed_calls.load(Ordering::Relaxed),
+            "rejected_handles": s.rejected_handles.load(Ordering::Relaxed),
             "bad_ring_entries": s.bad_ring_entries.load(Ordering::Relaxed),
         },
         "devices": d.devices().iter().map(|dev| json!({

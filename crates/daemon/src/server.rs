@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use softverbs_core::objects::ids::{CHANNEL, CQ, CREATE};
 use softverbs_core::objects::{CqObj, QpObj, SrqObj};
 use softverbs_core::shm::SharedMap;
-use softverbs_core::uapi::encoding::{decode_call, encode_call, encode_error};
+use softverbs_core::uapi::encoding::{decode_call, encode_error, encode_reply};
 use softverbs_core::uapi::{errno, Handle, UapiError};
 use softverbs_core::{Device, Owner, Ucontext};
 
@@ -35,8 +35,12 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Frames refused as malformed (the connection was closed).
     pub malformed_frames: AtomicU64,
-    /// uAPI calls that failed validation or in their handler.
+    /// Calls that failed: uAPI calls refused in validation or by their
+    /// handler, and daemon frames refused.
     pub failed_calls: AtomicU64,
+    /// uAPI calls refused because they named a handle of another context
+    /// or a stale one (guessed, or replayed from a closed connection).
+    pub rejected_handles: AtomicU64,
     /// Ring entries refused (bad WQE, corrupt indices).
     pub bad_ring_entries: AtomicU64,
 }
@@ -349,7 +353,7 @@ impl Conn {
             Kind::OPEN => self.open_device(&f.body),
             Kind::CALL => {
                 let o = self.opened()?;
-                Ok(call(o, &f.body, f.fds))
+                Ok(call(&self.daemon, o, &f.body, f.fds))
             }
             Kind::ATTACH => {
                 let o = self.opened()?;
@@ -438,20 +442,34 @@ impl Conn {
 }
 
 /// Dispatches one encoded call through the context's registry. A CQ
-/// created without a channel is given the context's own, so the ring
-/// worker learns of its completions without polling.
-fn call(o: &Open, body: &[u8], fds: Vec<OwnedFd>) -> Vec<u8> {
+/// created without a channel is given the context's own, whose completion
+/// sink writes into the CQ's ring. Failed calls are counted, and calls
+/// that named a handle of another context or a stale one (guessed,
+/// replayed from a closed connection) are counted apart.
+fn call(d: &Daemon, o: &Open, body: &[u8], fds: Vec<OwnedFd>) -> Vec<u8> {
     let reg = o.uctx.device().registry();
     let ctx = o.uctx.uapi_context();
-    match decode_call(body) {
-        Err(e) => encode_error(&UapiError::Decode(e)),
-        Ok(c)
-            if c.object == CQ && c.method == CREATE && !c.attrs.iter().any(|a| a.id == CHANNEL) =>
+    let result = decode_call(body).map_err(UapiError::from).and_then(|c| {
+        let c = if c.object == CQ && c.method == CREATE && !c.attrs.iter().any(|a| a.id == CHANNEL)
         {
-            let c = c.handle(CHANNEL, o.channel);
-            reg.call_encoded(ctx, &encode_call(&c), fds)
+            c.handle(CHANNEL, o.channel)
+        } else {
+            c
+        };
+        reg.call_with_fds(ctx, &c, fds)
+    });
+    match result {
+        Ok(reply) => encode_reply(&reply),
+        Err(e) => {
+            d.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+            if matches!(
+                e,
+                UapiError::ForeignHandle { .. } | UapiError::StaleHandle { .. }
+            ) {
+                d.stats.rejected_handles.fetch_add(1, Ordering::Relaxed);
+            }
+            encode_error(&e)
         }
-        Ok(_) => reg.call_encoded(ctx, body, fds),
     }
 }
 
@@ -473,6 +491,7 @@ fn attach(d: &Daemon, o: &Open, body: &[u8], mut fds: Vec<OwnedFd>) -> Result<()
     }
     let ctx = o.uctx.uapi_context();
     let stale = || {
+        d.stats.rejected_handles.fetch_add(1, Ordering::Relaxed);
         verr(softverbs_core::VerbsError::NotFound(format!(
             "handle {} names no {:?} of this context",
             a.handle, a.kind
@@ -518,7 +537,6 @@ fn attach(d: &Daemon, o: &Open, body: &[u8], mut fds: Vec<OwnedFd>) -> Result<()
         .add(&o.uctx, a, Arc::new(map), bell)
         .map_err(invalid)?;
     drop(rings);
-    let _ = d.stats.connections.load(Ordering::Relaxed);
     o.kick.ring();
     Ok(())
 }
