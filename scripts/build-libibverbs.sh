@@ -5,6 +5,11 @@
 #   PROFILE=debug scripts/build-libibverbs.sh
 #   LD_LIBRARY_PATH=$PWD/target/libibverbs ibv_devinfo
 #
+# CARGO_TARGET_DIR moves the cargo build (the CI test uses its own, so the
+# nested build never waits on the lock of the `cargo test` that runs it);
+# SOFTVERBS_LIBIBVERBS_DIR moves the output (default target/libibverbs,
+# where scripts/test-libibverbs.sh and scripts/test-pyverbs.sh look too).
+#
 # The Rust side is a staticlib (a cdylib cannot carry a symbol version
 # script); this links it with `cc -shared`, a version script with every node
 # of rdma-core 44's libibverbs (IBVERBS_1.0 … IBVERBS_1.14,
@@ -17,7 +22,8 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 profile=${PROFILE:-release}
 syms="$root/crates/ibverbs/symbols/libibverbs-v44.txt"
-out="$root/target/libibverbs"
+out=${SOFTVERBS_LIBIBVERBS_DIR:-$root/target/libibverbs}
+target=${CARGO_TARGET_DIR:-$root/target}
 gen="$out/gen"
 mkdir -p "$gen"
 cc=${CC:-cc}
@@ -27,7 +33,7 @@ if [ "$profile" = release ]; then
 else
   cargo build --quiet -p softverbs-ibverbs --manifest-path "$root/Cargo.toml"
 fi
-archive="$root/target/$profile/libsoftverbs_ibverbs.a"
+archive="$target/$profile/libsoftverbs_ibverbs.a"
 
 # The version script: default-version names in their node, every node
 # chained to the previous one as in libibverbs.map.

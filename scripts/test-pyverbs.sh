@@ -19,6 +19,7 @@ if [ ! -e "$lib/libibverbs.so.1" ]; then
   echo "no $lib/libibverbs.so.1: run scripts/build-libibverbs.sh first" >&2
   exit 2
 fi
+lib=$(cd "$lib" && pwd -P) # as /proc/self/maps names it
 if [ ! -d /usr/share/doc/rdma-core/tests ]; then
   apt-get install -y python3-pyverbs > /dev/null 2>&1 ||
     { apt-get update > /dev/null 2>&1 && apt-get install -y python3-pyverbs > /dev/null 2>&1; } ||
