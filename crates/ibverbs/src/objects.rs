@@ -9,7 +9,7 @@ use softverbs::{Access, Ah, AhAttr, Mr, Mw, MwType, Pd};
 
 use crate::context::ctx_ref;
 use crate::sys;
-use crate::util::{gid_from_c, null, report, EBUSY, EINVAL, EOPNOTSUPP};
+use crate::util::{gid_from_c, null, report, set_errno, EBUSY, EINVAL, EOPNOTSUPP};
 
 const PD_MAGIC: u64 = 0x736f_6674_7064_3031;
 const MR_MAGIC: u64 = 0x736f_6674_6d72_3031;
@@ -244,6 +244,36 @@ pub unsafe extern "C" fn ibv_dereg_mr(mr: *mut sys::ibv_mr) -> c_int {
     0
 }
 
+/// `ibv_rereg_mr`: the arguments are checked as libibverbs does
+/// (`IBV_REREG_MR_ERR_INPUT` with errno `EINVAL`); a valid request fails
+/// with `IBV_REREG_MR_ERR_CMD` and errno `EOPNOTSUPP`, as on Linux 6.1 rxe
+/// (softverbs cannot yet change a region while keeping its keys).
+///
+/// # Safety
+/// `mr` came from `ibv_reg_mr`.
+#[no_mangle]
+pub unsafe extern "C" fn ibv_rereg_mr(
+    mr: *mut sys::ibv_mr,
+    flags: c_int,
+    pd: *mut sys::ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    access: c_int,
+) -> c_int {
+    let flags = flags as c_uint;
+    let bad = mr_ref(mr).is_none()
+        || flags & !sys::IBV_REREG_MR_FLAGS_SUPPORTED != 0
+        || (flags & sys::IBV_REREG_MR_CHANGE_TRANSLATION != 0 && (addr.is_null() || length == 0))
+        || (flags & sys::IBV_REREG_MR_CHANGE_PD != 0 && pd_ref(pd).is_none())
+        || (access != 0 && flags & sys::IBV_REREG_MR_CHANGE_ACCESS == 0);
+    if bad {
+        set_errno(EINVAL);
+        return sys::IBV_REREG_MR_ERR_INPUT;
+    }
+    set_errno(EOPNOTSUPP);
+    sys::IBV_REREG_MR_ERR_CMD
+}
+
 /// `ops.alloc_mw` (behind the header's inline `ibv_alloc_mw`): a type 1 or
 /// type 2 window; another type is `EINVAL`.
 pub(crate) unsafe extern "C" fn alloc_mw(
@@ -473,6 +503,46 @@ pub unsafe extern "C" fn ibv_create_ah_from_wc(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn errno() -> c_int {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    #[test]
+    fn rereg_checks_input_then_is_unsupported() {
+        // SAFETY: pointers come from the calls themselves; `buf` outlives
+        // the region.
+        unsafe {
+            let list = crate::device::ibv_get_device_list(core::ptr::null_mut());
+            let ctx = crate::context::ibv_open_device(*list);
+            let pd = ibv_alloc_pd(ctx);
+            let mut buf = [0u8; 64];
+            let mr = ibv_reg_mr(pd, buf.as_mut_ptr().cast(), buf.len(), 1);
+            assert!(!mr.is_null());
+            let tr = sys::IBV_REREG_MR_CHANGE_TRANSLATION as c_int;
+            let acc = sys::IBV_REREG_MR_CHANGE_ACCESS as c_int;
+            let null = core::ptr::null_mut();
+            for (flags, addr, len, access) in [(8, null, 0, 0), (tr, null, 64, 0), (0, null, 0, 1)]
+            {
+                assert_eq!(
+                    ibv_rereg_mr(mr, flags, pd, addr, len, access),
+                    sys::IBV_REREG_MR_ERR_INPUT
+                );
+                assert_eq!(errno(), EINVAL, "flags {flags}");
+            }
+            assert_eq!(
+                ibv_rereg_mr(mr, acc, null.cast(), null, 0, 3),
+                sys::IBV_REREG_MR_ERR_CMD
+            );
+            assert_eq!(errno(), EOPNOTSUPP);
+            // The region is unchanged and still deregisters.
+            assert_eq!((*mr).length, 64);
+            assert_eq!(ibv_dereg_mr(mr), 0);
+            assert_eq!(ibv_dealloc_pd(pd), 0);
+            assert_eq!(crate::context::ibv_close_device(ctx), 0);
+            crate::device::ibv_free_device_list(list);
+        }
+    }
 
     #[test]
     fn access_bits() {

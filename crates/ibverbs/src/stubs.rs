@@ -142,8 +142,7 @@ null_stubs!(
     ibv_reg_dmabuf_mr,
 );
 
-// ibv_rereg_mr returns IBV_REREG_MR_ERR_INPUT (-1) with errno set.
-minus_one_stubs!(ibv_read_ibdev_sysfs_file, ibv_rereg_mr);
+minus_one_stubs!(ibv_read_ibdev_sysfs_file);
 
 void_stubs!(
     __verbs_log,

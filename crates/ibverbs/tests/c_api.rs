@@ -2,7 +2,8 @@
 //! contexts (rxe0 and rxe1), RC QPs connected through `ibv_modify_qp`, a
 //! SEND with immediate posted and polled through `ibv_context.ops` (the
 //! header's inlines), a completion channel event, and EBUSY on destroying a
-//! CQ that a QP uses.
+//! CQ that a QP uses; memory windows (type 1 bound by `ibv_bind_mw`, type 2
+//! by a BIND_MW work request, then invalidated) with an extended CQ.
 
 #![allow(unsafe_code)] // the point: calling the C entry points
 
@@ -60,6 +61,21 @@ struct Side {
 }
 
 unsafe fn side(dev: *mut ibv_device) -> Side {
+    unsafe { side_with(dev, false) }
+}
+
+/// The `verbs_context` in front of a context (the header's
+/// `verbs_get_ctx`).
+unsafe fn vctx(ctx: *mut ibv_context) -> *mut verbs_context {
+    unsafe {
+        ctx.cast::<u8>()
+            .sub(core::mem::offset_of!(verbs_context, context))
+            .cast()
+    }
+}
+
+/// A side whose CQ is an extended one when `extended`.
+unsafe fn side_with(dev: *mut ibv_device, extended: bool) -> Side {
     unsafe {
         let ctx = ibv_open_device(dev);
         assert!(!ctx.is_null());
@@ -75,7 +91,19 @@ unsafe fn side(dev: *mut ibv_device) -> Side {
         assert!(!mr.is_null());
         let ch = ibv_create_comp_channel(ctx);
         assert!(!ch.is_null() && (*ch).fd >= 0);
-        let cq = ibv_create_cq(ctx, 16, 0x5a as *mut c_void, ch, 0);
+        let cq = if extended {
+            let mut attr = ibv_cq_init_attr_ex {
+                cqe: 16,
+                cq_context: 0x5a as *mut c_void,
+                channel: ch,
+                wc_flags: u64::from(IBV_WC_STANDARD_FLAGS),
+                ..Default::default()
+            };
+            let create = (*vctx(ctx)).create_cq_ex.expect("create_cq_ex");
+            create(ctx, &mut attr).cast::<ibv_cq>()
+        } else {
+            ibv_create_cq(ctx, 16, 0x5a as *mut c_void, ch, 0)
+        };
         assert!(!cq.is_null() && (*cq).cqe >= 16);
         let mut ia = ibv_qp_init_attr {
             send_cq: cq,
@@ -110,11 +138,16 @@ unsafe fn side(dev: *mut ibv_device) -> Side {
 }
 
 unsafe fn connect(a: &Side, b: &Side) {
+    unsafe { connect_with(a, b, 0) }
+}
+
+/// Connect `a`'s QP to `b`'s, allowing remote `access` to `a`.
+unsafe fn connect_with(a: &Side, b: &Side, access: u32) {
     unsafe {
         let mut at = ibv_qp_attr {
             qp_state: IBV_QPS_INIT,
             port_num: 1,
-            qp_access_flags: 0,
+            qp_access_flags: access,
             ..Default::default()
         };
         let m = IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS;
@@ -259,6 +292,149 @@ fn rc_send_with_imm_through_the_ops() {
         assert_eq!(ibv_dealloc_pd(a.pd), 16);
         for s in [a, b] {
             assert_eq!(ibv_destroy_comp_channel(s.ch), 16);
+            assert_eq!(ibv_destroy_qp(s.qp), 0);
+            assert_eq!(ibv_destroy_cq(s.cq), 0);
+            assert_eq!(ibv_destroy_comp_channel(s.ch), 0);
+            assert_eq!(ibv_dereg_mr(s.mr), 0);
+            assert_eq!(ibv_dealloc_pd(s.pd), 0);
+            assert_eq!(ibv_close_device(s.ctx), 0);
+        }
+        ibv_free_device_list(list);
+    }
+}
+
+/// The next completion of an extended CQ: (wr_id, status, opcode).
+unsafe fn poll_ex(cq: *mut ibv_cq) -> (u64, u32, u32) {
+    unsafe {
+        let x = cq.cast::<ibv_cq_ex>();
+        let mut attr = ibv_poll_cq_attr::default();
+        for _ in 0..200_000 {
+            match (*x).start_poll.unwrap()(x, &mut attr) {
+                0 => {
+                    let r = ((*x).wr_id, (*x).status, (*x).read_opcode.unwrap()(x));
+                    (*x).end_poll.unwrap()(x);
+                    return r;
+                }
+                2 => std::thread::sleep(std::time::Duration::from_micros(50)), // ENOENT
+                e => panic!("start_poll: {e}"),
+            }
+        }
+        panic!("no completion");
+    }
+}
+
+/// Post an 8-byte RDMA WRITE from `a` to `raddr`/`rkey`; its completion.
+unsafe fn write(a: &Side, raddr: u64, rkey: u32, wr_id: u64) -> ibv_wc {
+    unsafe {
+        let mut sge = ibv_sge {
+            addr: a.buf.as_ptr() as u64,
+            length: 8,
+            lkey: (*a.mr).lkey,
+        };
+        let mut wr = ibv_send_wr {
+            wr_id,
+            sg_list: &mut sge,
+            num_sge: 1,
+            opcode: IBV_WR_RDMA_WRITE,
+            send_flags: IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        wr.wr.rdma.remote_addr = raddr;
+        wr.wr.rdma.rkey = rkey;
+        let mut bad = null_mut();
+        assert_eq!((*a.ctx).ops.post_send.unwrap()(a.qp, &mut wr, &mut bad), 0);
+        poll(a)
+    }
+}
+
+#[test]
+fn memory_windows_with_an_extended_cq() {
+    unsafe {
+        let list = ibv_get_device_list(null_mut());
+        let (mut a, mut b) = (side(*list), side_with(*list.add(1), true));
+        let access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+        connect_with(&a, &b, access);
+        connect_with(&b, &a, access);
+        // A region that windows may be bound to.
+        let mr = ibv_reg_mr(
+            b.pd,
+            b.buf.as_mut_ptr().cast(),
+            b.buf.len(),
+            (access | IBV_ACCESS_MW_BIND) as c_int,
+        );
+        assert!(!mr.is_null());
+        let raddr = b.buf.as_ptr() as u64;
+        let ops = &(*b.ctx).ops;
+        assert!(ops.alloc_mw.unwrap()(b.pd, 3).is_null(), "a type 3 window");
+
+        // Type 1: ibv_bind_mw, whose completion the extended CQ reports.
+        let mw1 = ops.alloc_mw.unwrap()(b.pd, IBV_MW_TYPE_1);
+        assert!(!mw1.is_null());
+        let old = (*mw1).rkey;
+        let mut bind = ibv_mw_bind {
+            wr_id: 11,
+            send_flags: IBV_SEND_SIGNALED,
+            bind_info: ibv_mw_bind_info {
+                mr,
+                addr: raddr,
+                length: 64,
+                mw_access_flags: IBV_ACCESS_REMOTE_WRITE,
+            },
+        };
+        assert_eq!(ops.bind_mw.unwrap()(b.qp, mw1, &mut bind), 0);
+        assert_ne!((*mw1).rkey, old, "binding gives the window a new rkey");
+        assert_eq!(poll_ex(b.cq), (11, IBV_WC_SUCCESS, IBV_WC_BIND_MW));
+        a.buf[..8].copy_from_slice(b"window-1");
+        let w = write(&a, raddr, (*mw1).rkey, 21);
+        assert_eq!((w.wr_id, w.status), (21, IBV_WC_SUCCESS));
+        assert_eq!(&b.buf[..8], b"window-1");
+
+        // Type 2: a BIND_MW work request, then LOCAL_INV.
+        let mw2 = ops.alloc_mw.unwrap()(b.pd, IBV_MW_TYPE_2);
+        assert!(!mw2.is_null());
+        let rkey = ((*mw2).rkey & !0xff) | (((*mw2).rkey + 1) & 0xff);
+        let mut wr = ibv_send_wr {
+            wr_id: 12,
+            opcode: IBV_WR_BIND_MW,
+            send_flags: IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        wr.__bindgen_anon_2.bind_mw = ibv_send_wr__bindgen_ty_4__bindgen_ty_1 {
+            mw: mw2,
+            rkey,
+            bind_info: ibv_mw_bind_info {
+                mr,
+                addr: raddr + 64,
+                length: 64,
+                mw_access_flags: IBV_ACCESS_REMOTE_WRITE,
+            },
+        };
+        let mut bad = null_mut();
+        assert_eq!(ops.post_send.unwrap()(b.qp, &mut wr, &mut bad), 0);
+        assert_eq!(poll_ex(b.cq), (12, IBV_WC_SUCCESS, IBV_WC_BIND_MW));
+        a.buf[..8].copy_from_slice(b"window-2");
+        let w = write(&a, raddr + 64, rkey, 22);
+        assert_eq!((w.wr_id, w.status), (22, IBV_WC_SUCCESS));
+        assert_eq!(&b.buf[64..72], b"window-2");
+        let mut inv = ibv_send_wr {
+            wr_id: 13,
+            opcode: IBV_WR_LOCAL_INV,
+            send_flags: IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        inv.__bindgen_anon_1.invalidate_rkey = rkey;
+        assert_eq!(ops.post_send.unwrap()(b.qp, &mut inv, &mut bad), 0);
+        assert_eq!(poll_ex(b.cq), (13, IBV_WC_SUCCESS, IBV_WC_LOCAL_INV));
+        let w = write(&a, raddr + 64, rkey, 23);
+        assert_eq!((w.wr_id, w.status), (23, IBV_WC_REM_ACCESS_ERR));
+
+        assert_eq!(ibv_dealloc_pd(b.pd), 16, "windows keep their PD busy");
+        assert_eq!(ops.dealloc_mw.unwrap()(mw1), 0);
+        assert_eq!(ops.dealloc_mw.unwrap()(mw2), 0);
+        assert_eq!(ibv_dereg_mr(mr), 0);
+        a.buf.clear();
+        b.buf.clear();
+        for s in [a, b] {
             assert_eq!(ibv_destroy_qp(s.qp), 0);
             assert_eq!(ibv_destroy_cq(s.cq), 0);
             assert_eq!(ibv_destroy_comp_channel(s.ch), 0);
