@@ -240,6 +240,31 @@ fn conn_name(c: Connection) -> &'static str {
 fn check_caps(ctx: &Context, cfg: &PerfConfig) -> Result<()> {
     let caps = ctx.query_device().map_err(|e| anyhow!("{e}"))?;
     let name = ctx.name();
+    if cfg.connection == Connection::Srd {
+        // efadv_query_device: only an EFA-like device answers; what it
+        // says decides READ and WRITE.
+        let efa = softverbs::efa::query_device(ctx)
+            .map_err(|e| anyhow!("{}: -c SRD needs an SRD device: {e}", cfg.test.name()))?;
+        let (ok, what) = match cfg.test.verb {
+            Verb::Send => (true, "SEND"),
+            Verb::Write => (
+                efa.has(softverbs::efa::EfaDeviceAttr::CAPS_RDMA_WRITE),
+                "RDMA WRITE",
+            ),
+            Verb::Read => (
+                efa.has(softverbs::efa::EfaDeviceAttr::CAPS_RDMA_READ),
+                "RDMA READ",
+            ),
+            Verb::Atomic => (false, "atomic operations"),
+        };
+        if !ok {
+            bail!(
+                "device {name} does not support {what} on SRD, which {} needs",
+                cfg.test.name()
+            );
+        }
+        return Ok(());
+    }
     let qp_type = match cfg.connection {
         Connection::Uc => QpType::Uc,
         Connection::Ud => QpType::Ud,
@@ -342,18 +367,22 @@ fn side(
     let mtu = mtu_bytes(neg.mtu);
     let page = (neg.page_size as u64).max(1);
     let ud = cfg.connection == Connection::Ud;
+    let srd = cfg.connection == Connection::Srd;
+    // UD, and SRD's SEND, carry at most one MTU per message.
+    let one_mtu = ud || (srd && test.verb == Verb::Send);
     let mut size = cfg.size;
-    if ud && !cfg.all_sizes && size > mtu as u64 {
+    if one_mtu && !cfg.all_sizes && size > mtu as u64 {
+        let c = conn_name(cfg.connection);
         if size_given {
-            bail!(" Max message size in UD cannot be greater than MTU ");
+            bail!(" Max message size in {c} cannot be greater than MTU ");
         }
-        eprintln!(" Max msg size in UD is MTU {mtu}\n Changing to this MTU");
+        eprintln!(" Max msg size in {c} is MTU {mtu}\n Changing to this MTU");
         size = mtu as u64;
     }
     let sizes: Vec<u64> = if cfg.all_sizes {
         (1..=23)
             .map(|i| 1u64 << i)
-            .filter(|&s| !ud || s <= mtu as u64)
+            .filter(|&s| !one_mtu || s <= mtu as u64)
             .collect()
     } else {
         vec![size]
@@ -435,16 +464,20 @@ fn side(
             1
         };
         attr.max_inline_data = inline_size;
-        let qp = pd
-            .create_qp(&attr)
-            .map_err(|e| anyhow!("Couldn't create QP: {e}"))?;
+        let qp = if srd {
+            // efadv_create_qp_ex with EFADV_QP_DRIVER_TYPE_SRD.
+            softverbs::efa::create_srd_qp(&pd, &attr, 0)
+        } else {
+            pd.create_qp(&attr)
+        }
+        .map_err(|e| anyhow!("Couldn't create QP: {e}"))?;
         let mut init = ModifyAttrs {
             qp_state: Some(QpState::Init),
             pkey_index: Some(0),
             port_num: Some(cfg.ib_port),
             ..Default::default()
         };
-        if ud {
+        if ud || srd {
             init.qkey = Some(QKEY);
         } else {
             init.qp_access_flags = Some(access_for(test.verb));
@@ -681,7 +714,8 @@ fn connect(
     is_client: bool,
 ) -> Result<()> {
     let test = cfg.test;
-    let ud = cfg.connection == Connection::Ud;
+    // SRD is addressed like UD: an AH, remote QPN and Q_Key per WR.
+    let ud = matches!(cfg.connection, Connection::Ud | Connection::Srd);
     let rc = cfg.connection == Connection::Rc;
     let to_rts = test.kind == Kind::Lat || is_client || cfg.duplex;
     let pd = res._pd.clone();
@@ -983,7 +1017,7 @@ impl Run<'_> {
         let nq = self.res.qps.len();
         let iters = cfg.iters;
         let total = iters * nq as u64;
-        let unreliable = cfg.connection != Connection::Rc;
+        let unreliable = !matches!(cfg.connection, Connection::Rc | Connection::Srd);
         let mut posted: Vec<u64> = self.routs.iter().map(|&r| r as u64).collect();
         let mut rcnt_qp = vec![0u64; nq];
         let mut rcnt = 0u64;

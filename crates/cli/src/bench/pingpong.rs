@@ -77,17 +77,23 @@ impl PpCtx {
         let qp_type = match cfg.tool {
             Tool::Rc | Tool::Srq => QpType::Rc,
             Tool::Uc => QpType::Uc,
-            Tool::Ud => QpType::Ud,
+            // SRD QPs are UD-typed QPs of the EFA driver.
+            Tool::Ud | Tool::Srd => QpType::Ud,
         };
-        caps.require_qp_type(&name, qp_type)
-            .map_err(|e| anyhow!("{e}"))?;
+        if cfg.tool == Tool::Srd {
+            softverbs::efa::query_device(ctx)
+                .map_err(|e| anyhow!("pingpong srd needs an SRD device: {e}"))?;
+        } else {
+            caps.require_qp_type(&name, qp_type)
+                .map_err(|e| anyhow!("{e}"))?;
+        }
         if cfg.tool == Tool::Srq && !caps.ops.srq {
             bail!("device {name} does not support shared receive queues, which srq needs");
         }
         let port = ctx
             .query_port(cfg.ib_port)
             .map_err(|e| anyhow!("Couldn't get port info: {e}"))?;
-        if cfg.tool == Tool::Ud && cfg.size > port.active_mtu {
+        if matches!(cfg.tool, Tool::Ud | Tool::Srd) && cfg.size > port.active_mtu {
             bail!("Requested size larger than port MTU ({})", port.active_mtu);
         }
         let gid = if cfg.gid_idx >= 0 {
@@ -153,7 +159,12 @@ impl PpCtx {
             if let Some(s) = &srq {
                 attr = attr.with_srq(s);
             }
-            let qp = pd.create_qp(&attr).map_err(|e| {
+            let qp = if cfg.tool == Tool::Srd {
+                softverbs::efa::create_srd_qp(&pd, &attr, 0)
+            } else {
+                pd.create_qp(&attr)
+            }
+            .map_err(|e| {
                 if cfg.tool == Tool::Srq {
                     anyhow!("Couldn't create QP[{i}]: {e}")
                 } else {
@@ -286,7 +297,7 @@ impl PpCtx {
                     a GID index, e.g. -g 1 (the IPv4-mapped GID)";
         let qp = &self.qps[i];
         let psn = self.psns[i];
-        if self.tool == Tool::Ud {
+        if matches!(self.tool, Tool::Ud | Tool::Srd) {
             qp.modify(&ModifyAttrs {
                 qp_state: Some(QpState::Rtr),
                 ..Default::default()

@@ -26,7 +26,8 @@ pub enum Connection {
     Xrc,
     /// Not supported by softverbs.
     Dc,
-    /// Not supported by softverbs.
+    /// Scalable reliable datagram (EFA; send, write, read), on a device
+    /// with SRD (the `srd` device).
     Srd,
 }
 
@@ -314,10 +315,13 @@ impl PerfArgs {
         }
         let connection = self.connection.unwrap_or(Connection::Rc);
         match connection {
-            Connection::Xrc | Connection::Dc | Connection::Srd => {
+            Connection::Xrc | Connection::Dc => {
                 return Err(format!(
-                    "connection type {connection:?} is not supported by softverbs; use RC, UC or UD"
+                    "connection type {connection:?} is not supported by softverbs; use RC, UC, UD or SRD"
                 ))
+            }
+            Connection::Srd if verb == Verb::Atomic => {
+                return Err(format!(" SRD connection not possible in {name} (no atomics on SRD)"))
             }
             Connection::Uc if matches!(verb, Verb::Read | Verb::Atomic) => {
                 return Err(format!(" UC connection not possible in {name} (use RC)"))

@@ -86,6 +86,11 @@ pub enum PingpongCommand {
     ///
     /// Example: softverbs pingpong ud -g 1 HOST
     Ud(UdArgs),
+    /// SRD ping-pong: ibv_ud_pingpong's exchange over an EFA SRD QP
+    /// (reliable datagrams; size ≤ MTU) on a device with SRD (`srd`).
+    ///
+    /// Example: softverbs pingpong srd -g 1 HOST
+    Srd(UdArgs),
     /// SRQ ping-pong, like ibv_srq_pingpong: -q RC QPs sharing one receive queue.
     ///
     /// Example: softverbs pingpong srq -g 1 -q 4 HOST
@@ -288,6 +293,7 @@ impl PingpongCommand {
             }
             PingpongCommand::Uc(a) => (Tool::Uc, &a.common, a.size, Some(a.mtu), 1),
             PingpongCommand::Ud(a) => (Tool::Ud, &a.common, a.size, None, 1),
+            PingpongCommand::Srd(a) => (Tool::Srd, &a.common, a.size, None, 1),
             PingpongCommand::Srq(a) => {
                 if a.odp {
                     return Err(unsupported(Tool::Srq, "-o", "on-demand paging"));

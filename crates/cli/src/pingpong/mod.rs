@@ -1,4 +1,4 @@
-//! `softverbs pingpong {rc,uc,ud,srq}`: the device-independent parts of
+//! `softverbs pingpong {rc,uc,ud,srq,srd}`: the device-independent parts of
 //! rdma-core's `ibv_{rc,uc,ud,srq}_pingpong` — options ([`args`]), the TCP
 //! exchange of QP addresses ([`oob`], over [`net`]) and the output lines
 //! ([`report`]) — so that either side can be the real tool.
@@ -20,6 +20,9 @@ pub enum Tool {
     Ud,
     /// `ibv_srq_pingpong`.
     Srq,
+    /// `ibv_ud_pingpong` over an SRD QP (EFA's `efadv_create_qp_ex`): the
+    /// same exchange and output as ud, reliable delivery, no GRH.
+    Srd,
 }
 
 impl Tool {
@@ -30,6 +33,7 @@ impl Tool {
             Tool::Uc => "ibv_uc_pingpong",
             Tool::Ud => "ibv_ud_pingpong",
             Tool::Srq => "ibv_srq_pingpong",
+            Tool::Srd => "ibv_ud_pingpong (SRD)",
         }
     }
 }

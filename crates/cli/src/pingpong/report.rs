@@ -68,7 +68,11 @@ fn longer(best: Option<(usize, usize)>, c: (usize, usize)) -> Option<(usize, usi
 /// `  local address:  LID 0x%04x, QPN 0x%06x, PSN 0x%06x, GID %s` — with
 /// ud's quirk `PSN 0x%06x: GID`.
 pub fn local_address_line(tool: Tool, d: &PpDest) -> String {
-    let sep = if tool == Tool::Ud { ":" } else { "," };
+    let sep = if matches!(tool, Tool::Ud | Tool::Srd) {
+        ":"
+    } else {
+        ","
+    };
     format!(
         "  local address:  LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}{sep} GID {}",
         d.lid,
