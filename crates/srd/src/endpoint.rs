@@ -376,6 +376,13 @@ impl SrdEndpoint {
         self.qps.len()
     }
 
+    /// Bytes of per-QP state (the QP's configuration, receive queue header
+    /// and counts; not the WQEs themselves), summed over the QPs: what grows
+    /// with QPs, next to what grows with peers ([`PdcStats::footprint`]).
+    pub fn qp_footprint(&self) -> usize {
+        self.qps.len() * (core::mem::size_of::<SrdQp>() + core::mem::size_of::<u32>() + 16)
+    }
+
     /// The contexts, for counters and tests.
     pub fn pdc_stats(&self) -> Vec<PdcStats> {
         self.pdcs
