@@ -88,9 +88,8 @@ if command -v ib_write_bw > /dev/null; then
   for t in ib_write_bw ib_send_bw ib_read_bw ib_atomic_bw ib_write_lat ib_send_lat ib_read_lat ib_atomic_lat; do
     pair "$t -x 1 --use_old_post_send" $t -x 1 -n 200 --use_old_post_send
   done
-  # perftest's default path: it falls back to ibv_post_send when the
-  # context has no create_qp_ex (the ibv_wr_* API is not offered yet).
-  for t in ib_write_bw ib_send_bw ib_read_bw; do
+  # perftest's default path: extended QPs and the ibv_wr_* calls.
+  for t in ib_write_bw ib_send_bw ib_read_bw ib_atomic_bw ib_write_lat ib_send_lat ib_read_lat ib_atomic_lat; do
     pair "$t -x 1" $t -x 1 -n 200
   done
 fi
