@@ -1,7 +1,8 @@
 //! The `srd` device (issue 7): SRD QPs created through the driver
 //! namespace of the uAPI, on real UDP sockets, between devices of one
 //! process on loopback addresses; and, as root, across two network
-//! namespaces joined by a veth pair with `tc netem` loss.
+//! namespaces joined by several veth pairs (`srd_support`): random loss,
+//! and one path black-holed.
 //!
 //! Each test uses its own addresses in 127.0.5.0/24, so they run in
 //! parallel and clash with no other test.
@@ -573,146 +574,29 @@ fn ulp_capability_check() {
     );
 }
 
-// ---- loss between network namespaces ----------------------------------------
+// ---- between network namespaces, over several real paths ------------------
 
-mod netns {
-    use std::process::Command;
+mod srd_support;
 
-    pub const NS_A: &str = "svsrd_a";
-    pub const NS_B: &str = "svsrd_b";
+use srd_support::Net;
 
-    fn sh(args: &[&str]) -> Result<(), String> {
-        let out = Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+/// Two srd devices in namespaces joined by `paths` pairs (`tag`, `net`
+/// unique per test); `None` (with a note) when not root or the host cannot
+/// build them.
+fn netns_pair(tag: &str, net: u8, paths: usize) -> Option<(Net, Side, Side)> {
+    if !srd_support::is_root() {
+        eprintln!("skipped: needs root (ip netns, nft)");
+        return None;
     }
-
-    /// Two namespaces joined by a veth pair (10.77.0.1 – 10.77.0.2), with
-    /// `loss_pct` % random loss leaving each end: `tc netem`, or where the
-    /// kernel lacks `sch_netem`, an nftables rule dropping that share of
-    /// UDP packets at random (`numgen random`). Removed on drop.
-    pub struct Pair {
-        pub how: &'static str,
-    }
-
-    impl Pair {
-        pub fn new(loss_pct: u32) -> Result<Pair, String> {
-            let _ = sh(&["ip", "netns", "del", NS_A]);
-            let _ = sh(&["ip", "netns", "del", NS_B]);
-            let mut p = Pair { how: "tc netem" };
-            let loss = format!("{loss_pct}%");
-            let nft_rule = format!(
-                "add rule inet svsrd out meta l4proto udp numgen random mod 100 < {loss_pct} drop"
-            );
-            sh(&["ip", "netns", "add", NS_A])?;
-            sh(&["ip", "netns", "add", NS_B])?;
-            sh(&[
-                "ip", "link", "add", "svsrd0", "netns", NS_A, "type", "veth", "peer", "name",
-                "svsrd1", "netns", NS_B,
-            ])?;
-            for (ns, dev, addr) in [
-                (NS_A, "svsrd0", "10.77.0.1/24"),
-                (NS_B, "svsrd1", "10.77.0.2/24"),
-            ] {
-                sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])?;
-                sh(&["ip", "-n", ns, "link", "set", dev, "mtu", "9000", "up"])?;
-                sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-                let netem = sh(&[
-                    "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "loss", &loss,
-                ]);
-                if netem.is_err() {
-                    p.how = "nftables numgen random drop (no sch_netem in this kernel)";
-                    let nft = |cmd: &str| {
-                        let mut a = vec!["ip", "netns", "exec", ns, "nft"];
-                        a.extend(cmd.split(' '));
-                        sh(&a)
-                    };
-                    nft("add table inet svsrd")?;
-                    sh(&[
-                        "ip",
-                        "netns",
-                        "exec",
-                        ns,
-                        "nft",
-                        "add",
-                        "chain",
-                        "inet",
-                        "svsrd",
-                        "out",
-                        "{ type filter hook output priority 0 ; }",
-                    ])?;
-                    nft(&nft_rule)?;
-                }
-            }
-            Ok(p)
-        }
-    }
-
-    impl Drop for Pair {
-        fn drop(&mut self) {
-            let _ = sh(&["ip", "netns", "del", NS_A]);
-            let _ = sh(&["ip", "netns", "del", NS_B]);
-        }
-    }
-
-    /// Run `f` on a thread inside namespace `ns` (sockets it creates, and
-    /// threads it starts, live there).
-    pub fn within<T: Send + 'static>(
-        ns: &str,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
-        let path = format!("/var/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let fd = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("setns {path}: {e}"))?;
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| "namespace thread panicked".to_string())?
-    }
-}
-
-/// SRD across two namespaces with 2% random loss on each direction of the
-/// veth: every completion succeeds and every byte arrives.
-#[test]
-fn srd_under_netem_loss_between_namespaces() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: srd_under_netem_loss_between_namespaces needs root (ip netns, tc)");
-        return;
-    }
-    let pair = match netns::Pair::new(2) {
-        Ok(p) => p,
+    let n = match Net::new(tag, net, paths) {
+        Ok(n) => n,
         Err(e) => {
             eprintln!("skipped: cannot build the namespaces: {e}");
-            return;
+            return None;
         }
     };
-    let mk = |name: &'static str, addr: [u8; 4]| {
-        let cfg = DeviceConfig::new(name, DeviceKind::Srd, IpAddr::V4(Ipv4Addr::from(addr)))
-            .with_mtu(Mtu::Mtu4096);
-        let dev = Arc::new(softverbs_devices::open_device(cfg));
-        let d2 = dev.clone();
-        let ns = if addr[3] == 1 {
-            netns::NS_A
-        } else {
-            netns::NS_B
-        };
-        netns::within(ns, move || d2.open().map_err(|e| e.to_string()))
-            .and_then(|r| r)
-            .map(|_| dev)
-    };
-    let (da, db) = match (mk("efa_na", [10, 77, 0, 1]), mk("efa_nb", [10, 77, 0, 2])) {
+    let mk = |name: &str, h: u8| n.device(name, DeviceKind::Srd, h, Mtu::Mtu4096);
+    let (da, db) = match (mk(&format!("efa_{tag}a"), 1), mk(&format!("efa_{tag}b"), 2)) {
         (Ok(a), Ok(b)) => (a, b),
         (a, b) => {
             eprintln!(
@@ -720,12 +604,22 @@ fn srd_under_netem_loss_between_namespaces() {
                 a.err(),
                 b.err()
             );
-            drop(pair);
-            return;
+            return None;
         }
     };
-    let a = Side::on("efa_na", da, 4 << 20);
-    let b = Side::on("efa_nb", db, 4 << 20);
+    let a = Side::on("a", da, 4 << 20);
+    let b = Side::on("b", db, 4 << 20);
+    Some((n, a, b))
+}
+
+/// SRD across two namespaces over 4 paths with 2% random loss on each
+/// direction: every completion succeeds and every byte arrives.
+#[test]
+fn srd_under_random_loss_between_namespaces() {
+    let Some((net, a, b)) = netns_pair("ls", 77, 4) else {
+        return;
+    };
+    net.set_faults(20, None).expect("nft");
     let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
     let ah = a.ah_to(&b);
     let to_b = softverbs_transport::UdDest {
@@ -734,7 +628,7 @@ fn srd_under_netem_loss_between_namespaces() {
         remote_qkey: QKEY,
     };
     let t0 = Instant::now();
-    // 200 SENDs of 4000 bytes, 64 WRITEs of 64 KiB, 16 READs of 64 KiB.
+    // 200 SENDs of 4000 bytes, 32 WRITEs of 64 KiB, 16 READs of 64 KiB.
     let sends = 200usize;
     for i in 0..sends {
         b.post_recv(&qb, i as u64, (i * 4096) as u64, 4096);
@@ -805,19 +699,56 @@ fn srd_under_netem_loss_between_namespaces() {
     let ca = a.dev.srd_counters().unwrap();
     let cb = b.dev.srd_counters().unwrap();
     eprintln!(
-        "2% loss each way ({}): {} WRs in {el:?}; A retransmitted {} ({} fast, {} timeouts), B {}",
-        pair.how,
+        "2% loss each way, 4 paths: {} WRs in {el:?}; A retransmitted {} ({} fast, {} timeouts), B {}; nft A: {}",
         tx.len(),
         ca.retransmitted_pkts,
         ca.fast_retransmits,
         ca.timeouts,
-        cb.retransmitted_pkts
+        cb.retransmitted_pkts,
+        net.counters()
     );
     assert!(
         ca.retransmitted_pkts + cb.retransmitted_pkts > 0,
         "2% loss but nothing retransmitted: {ca:?} {cb:?}"
     );
-    drop(a);
-    drop(b);
-    drop(pair);
+}
+
+/// One of four paths black-holed (both directions) while 64 WRITEs of
+/// 64 KiB cross: all complete, intact; the path is avoided after its
+/// timeouts, and the context is never reset.
+#[test]
+fn srd_survives_a_black_holed_path_between_namespaces() {
+    let Some((net, a, b)) = netns_pair("bh", 78, 4) else {
+        return;
+    };
+    net.set_faults(0, Some(2)).expect("nft");
+    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
+    let ah = a.ah_to(&b);
+    let to_b = softverbs_transport::UdDest {
+        dgid: ah.dgid,
+        remote_qpn: qb.qpn,
+        remote_qkey: QKEY,
+    };
+    let n = 48usize;
+    let w = a.fill(0, n * 65536, 5);
+    for i in 0..n {
+        let off = (i * 65536) as u64;
+        a.post_send(
+            &qa,
+            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
+                .to(to_b)
+                .signaled(),
+        );
+    }
+    let tx = a.wait(n, Duration::from_secs(60));
+    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
+    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
+    let ca = a.dev.srd_counters().unwrap();
+    eprintln!(
+        "path 2 of 4 black-holed: A {ca:?}; nft A: {}; packets per pair {:?}",
+        net.counters(),
+        net.tx_packets()
+    );
+    assert!(ca.paths_avoided > 0, "{ca:?}");
+    assert_eq!(ca.pdcs_reset, 0, "{ca:?}");
 }

@@ -1,0 +1,317 @@
+//! Network namespaces with several real paths, for the SRD namespace tests
+//! (`tests/srd.rs`) and the `srd_vs_rc` example (issue 7). Needs root.
+//!
+//! Two namespaces, A and B, joined by `paths` veth pairs (pair `i`:
+//! `10.N.i.1` in A, `10.N.i.2` in B, MTU 9000). The devices' addresses live
+//! on each namespace's loopback (`10.N.255.{1,3}` in A, `10.N.255.{2,4}` in
+//! B), reached through pair 0 by default. Policy routing makes the paths
+//! real: an nftables route chain marks packets of the SRD addresses
+//! (`.1` and `.2`) by UDP source port — path `i`'s entropy port
+//! `49152 + i` gets mark `i + 1` — and `ip rule fwmark i+1` sends them
+//! through pair `i`; an ACK leaves from the port of the request it answers,
+//! so it comes back over the same pair. Everything else (the rxe devices
+//! at `.3`/`.4`, which cannot spray) takes pair 0.
+//!
+//! Faults, each namespace's egress (this kernel has no `sch_netem` and no
+//! NFQUEUE): random loss (`numgen random mod 1000 < N drop`), a black-holed
+//! pair (`oifname … drop`), and different rates per pair (`tbf`, so the
+//! queueing delays differ and sprayed packets arrive reordered). The
+//! namespaces are removed on drop (also on panic).
+
+#![allow(dead_code)] // each user takes what it needs
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+use std::sync::Arc;
+
+use softverbs_devices::{DeviceConfig, DeviceKind, SoftDevice};
+use softverbs_transport::Mtu;
+
+/// First entropy port (`softverbs_srd::ENTROPY_BASE_PORT`).
+const ENTROPY_BASE_PORT: u16 = 49152;
+
+/// Runs a command; its stderr on failure.
+pub fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// True when running as root (namespaces need it).
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Two namespaces joined by several paths.
+pub struct Net {
+    /// Namespace of side A.
+    pub a: String,
+    /// Namespace of side B.
+    pub b: String,
+    tag: String,
+    net: u8,
+    /// Number of veth pairs.
+    pub paths: usize,
+}
+
+impl Net {
+    /// Builds namespaces `sv<tag>a` / `sv<tag>b` (tag: at most 4
+    /// characters, unique per concurrent user) with `paths` pairs on
+    /// `10.<net>.0.0/16`.
+    pub fn new(tag: &str, net: u8, paths: usize) -> Result<Net, String> {
+        assert!(tag.len() <= 4 && (1..=32).contains(&paths));
+        let n = Net {
+            a: format!("sv{tag}a"),
+            b: format!("sv{tag}b"),
+            tag: tag.to_string(),
+            net,
+            paths,
+        };
+        let _ = sh(&["ip", "netns", "del", &n.a]);
+        let _ = sh(&["ip", "netns", "del", &n.b]);
+        sh(&["ip", "netns", "add", &n.a])?;
+        // From here on, drop cleans up.
+        sh(&["ip", "netns", "add", &n.b])?;
+        for ns in [&n.a, &n.b] {
+            // Packets arrive on whichever pair their path took, for an
+            // address on lo: no reverse-path filtering.
+            n.exec(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.conf.all.rp_filter=0",
+                    "net.ipv4.conf.default.rp_filter=0",
+                ],
+            )?;
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        for i in 0..paths {
+            let (va, vb) = (n.veth(i, 'a'), n.veth(i, 'b'));
+            sh(&[
+                "ip", "link", "add", &va, "netns", &n.a, "type", "veth", "peer", "name", &vb,
+                "netns", &n.b,
+            ])?;
+            for (ns, dev, host) in [(&n.a, &va, 1), (&n.b, &vb, 2)] {
+                let addr = format!("10.{net}.{i}.{host}/24");
+                sh(&["ip", "-n", ns, "addr", "add", &addr, "dev", dev])?;
+                sh(&["ip", "-n", ns, "link", "set", dev, "mtu", "9000", "up"])?;
+            }
+        }
+        let hosts = format!("10.{net}.255.0/24");
+        for (ns, mine, peer) in [(&n.a, [1, 3], 2), (&n.b, [2, 4], 1)] {
+            for h in mine {
+                let a = format!("10.{net}.255.{h}/32");
+                sh(&["ip", "-n", ns, "addr", "add", &a, "dev", "lo"])?;
+            }
+            for i in 0..paths {
+                let via = format!("10.{net}.{i}.{peer}");
+                let dev = n.veth(i, if peer == 2 { 'a' } else { 'b' });
+                if i == 0 {
+                    sh(&[
+                        "ip", "-n", ns, "route", "add", &hosts, "via", &via, "dev", &dev,
+                    ])?;
+                }
+                let table = (100 + i).to_string();
+                sh(&[
+                    "ip", "-n", ns, "route", "add", &hosts, "via", &via, "dev", &dev, "table",
+                    &table,
+                ])?;
+                let mark = (i + 1).to_string();
+                sh(&[
+                    "ip", "-n", ns, "rule", "add", "fwmark", &mark, "table", &table,
+                ])?;
+            }
+            let t = n.table();
+            n.nft(ns, &format!("add table inet {t}"))?;
+            n.nft(
+                ns,
+                &format!("add chain inet {t} route {{ type route hook output priority mangle ; }}"),
+            )?;
+            let map: Vec<String> = (0..paths)
+                .map(|i| format!("{} : {}", ENTROPY_BASE_PORT as usize + i, i + 1))
+                .collect();
+            n.nft(
+                ns,
+                &format!(
+                    "add rule inet {t} route ip saddr {{ 10.{net}.255.1, 10.{net}.255.2 }} meta l4proto udp meta mark set udp sport map {{ {} }}",
+                    map.join(", ")
+                ),
+            )?;
+            n.nft(
+                ns,
+                &format!("add chain inet {t} out {{ type filter hook output priority 0 ; }}"),
+            )?;
+            // The black hole sits after rerouting: in the output hook a
+            // packet's device is still the one before the mark moved it.
+            n.nft(
+                ns,
+                &format!("add chain inet {t} post {{ type filter hook postrouting priority 0 ; }}"),
+            )?;
+        }
+        n.set_faults(0, None)?;
+        Ok(n)
+    }
+
+    fn table(&self) -> String {
+        format!("sv{}", self.tag)
+    }
+
+    /// The name of pair `i`'s end in namespace `side` ('a' or 'b').
+    pub fn veth(&self, i: usize, side: char) -> String {
+        format!("sv{}{i}{side}", self.tag)
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> Result<String, String> {
+        let mut a = vec!["ip", "netns", "exec", ns];
+        a.extend_from_slice(args);
+        sh(&a)
+    }
+
+    fn nft(&self, ns: &str, cmd: &str) -> Result<String, String> {
+        let mut a = vec!["ip", "netns", "exec", ns, "nft"];
+        a.extend(cmd.split(' '));
+        sh(&a)
+    }
+
+    /// Device address `h` (1, 3: in A; 2, 4: in B). SRD devices must use 1
+    /// and 2 (the addresses whose packets are spread over the paths).
+    pub fn addr(&self, h: u8) -> [u8; 4] {
+        [10, self.net, 255, h]
+    }
+
+    /// Random loss of `per_mille`/1000 of the UDP packets leaving each
+    /// namespace, and everything leaving on pair `black_hole`, if any.
+    /// Replaces the previous faults; counters restart.
+    pub fn set_faults(&self, per_mille: u32, black_hole: Option<usize>) -> Result<(), String> {
+        let t = self.table();
+        for (ns, side) in [(&self.a, 'a'), (&self.b, 'b')] {
+            self.nft(ns, &format!("flush chain inet {t} out"))?;
+            self.nft(ns, &format!("flush chain inet {t} post"))?;
+            self.nft(
+                ns,
+                &format!("add rule inet {t} out meta l4proto udp counter"),
+            )?;
+            if let Some(p) = black_hole {
+                let dev = self.veth(p, side);
+                self.nft(
+                    ns,
+                    &format!("add rule inet {t} post oifname \"{dev}\" counter drop"),
+                )?;
+            }
+            if per_mille > 0 {
+                self.nft(
+                    ns,
+                    &format!(
+                        "add rule inet {t} out meta l4proto udp numgen random mod 1000 < {per_mille} counter drop"
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rate-limits A's end of each pair (`None`: no limit) with `tbf` and a
+    /// deep queue, so each path has its own queueing delay and nothing is
+    /// dropped for want of room (see [`Self::qdisc_drops`]).
+    pub fn set_rates(&self, rates: &[Option<&str>]) -> Result<(), String> {
+        for (i, r) in rates.iter().enumerate().take(self.paths) {
+            let dev = self.veth(i, 'a');
+            let _ = sh(&["tc", "-n", &self.a, "qdisc", "del", "dev", &dev, "root"]);
+            if let Some(rate) = r {
+                sh(&[
+                    "tc", "-n", &self.a, "qdisc", "add", "dev", &dev, "root", "tbf", "rate", rate,
+                    "burst", "256kb", "limit", "64mb",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packets the qdiscs of A's pairs dropped so far.
+    pub fn qdisc_drops(&self) -> u64 {
+        let out = sh(&["tc", "-n", &self.a, "-s", "qdisc", "show"]).unwrap_or_default();
+        out.split("dropped ")
+            .skip(1)
+            .filter_map(|s| s.split(',').next()?.trim().parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Packets sent so far on A's end of each pair (how the paths are used).
+    pub fn tx_packets(&self) -> Vec<u64> {
+        (0..self.paths)
+            .map(|i| {
+                let f = format!("/sys/class/net/{}/statistics/tx_packets", self.veth(i, 'a'));
+                self.exec(&self.a, &["cat", &f])
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// The nftables counters of A's egress chain (UDP sent; dropped).
+    pub fn counters(&self) -> String {
+        let t = self.table();
+        self.nft(&self.a, &format!("list chain inet {t} out"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("counter ").map(|(_, c)| c.trim().to_string()))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+
+    /// A device of `kind` at address `h` (see [`Self::addr`]) whose sockets
+    /// live in the namespace of that address, spraying over all paths.
+    pub fn device(
+        &self,
+        name: &str,
+        kind: DeviceKind,
+        h: u8,
+        mtu: Mtu,
+    ) -> Result<Arc<SoftDevice>, String> {
+        let ip = IpAddr::V4(Ipv4Addr::from(self.addr(h)));
+        let cfg = DeviceConfig::new(name, kind, ip)
+            .with_mtu(mtu)
+            .with_paths(self.paths as u16);
+        let dev = Arc::new(softverbs_devices::open_device(cfg));
+        let d2 = dev.clone();
+        let ns = if h % 2 == 1 { &self.a } else { &self.b };
+        within(ns, move || d2.open().map_err(|e| e.to_string())).and_then(|r| r)?;
+        Ok(dev)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", &self.a]);
+        let _ = sh(&["ip", "netns", "del", &self.b]);
+    }
+}
+
+/// Runs `f` on a thread inside namespace `ns` (sockets it creates, and
+/// threads it starts, live there).
+pub fn within<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns {path}: {e}"))?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "namespace thread panicked".to_string())?
+}
