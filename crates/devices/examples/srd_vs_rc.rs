@@ -1,173 +1,49 @@
-//! SRD (on `srd` devices) next to RC (on `rxe` devices) under random loss,
-//! on real UDP sockets between two network namespaces (issue 7).
+//! SRD (on `srd` devices) next to RC (on `rxe` devices), on real UDP
+//! sockets between two network namespaces joined by several paths (issue 7).
 //!
 //! ```text
-//! sudo cargo run --release -p softverbs-devices --example srd_vs_rc [secs]
+//! sudo cargo run --release -p softverbs-devices --example srd_vs_rc [MODE] [secs] [reps]
 //! ```
 //!
-//! Needs root. Builds namespaces `svsvr_a` and `svsvr_b` joined by a veth
-//! pair (10.98.0.1/.3 – 10.98.0.2/.4, MTU 9000), and for each loss level
-//! (0, 0.5, 1, 2%) installs an nftables rule in each namespace dropping that
-//! share of outgoing UDP packets at random (`numgen random mod 1000 < N`;
-//! this kernel has no `sch_netem`). Each device opens its socket inside its
-//! own namespace. For `secs` seconds (default 3) per cell it keeps 16 RDMA
-//! WRITEs of 64 KiB outstanding on one QP — SRD between two `srd` devices,
-//! RC (timeout 8, retry 7) between two `rxe` devices — and reports goodput
-//! (completed bytes / time) and p50/p99 completion latency (post to CQE).
+//! Needs root. The namespaces come from `tests/srd_support` (shared with the
+//! namespace tests): 4 veth pairs, SRD's 4 entropy ports routed one per
+//! pair, RC (which cannot spray) on pair 0; faults by nftables and tbf
+//! (this kernel has no `sch_netem`). Each cell keeps 16 RDMA WRITEs of
+//! 64 KiB outstanding on one QP for `secs` seconds (default 3): SRD between
+//! two `srd` devices, RC (timeout 8, retry 7) between two `rxe` devices,
+//! one after the other over the same links, fresh devices per cell. MODE:
+//!
+//! * `loss` — goodput and p50/p99 latency at 0, 0.1, 1 and 5% random loss
+//!   each way; `reps` rounds (default 1), reported as ranges.
+//! * `blackhole` — pair 0 (RC's only path, one of SRD's four) drops
+//!   everything from a third of the cell on: p50/p99/p99.9 latency and the
+//!   time until goodput (20 ms windows) is back to 80% of its level before.
+//! * `reorder` — no loss; the pairs run at different rates (tbf: none,
+//!   2, 1, 0.5 Gb/s, deep queues), so sprayed packets arrive out of order:
+//!   SRD's retransmissions are all spurious.
+//! * `all` (default) — the three.
+//!
 //! The namespaces are removed at the end, on error and on panic.
 
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use softverbs_core::driver::{AhAttr, Driver, Wc};
 use softverbs_core::mem::{Backing, MemBlock};
 use softverbs_core::{Device, ModifyAttrs, MrRef, Owner, QpCreate, QpRef, Ucontext};
-use softverbs_devices::{DeviceConfig, DeviceKind, SoftDevice};
+use softverbs_devices::{DeviceKind, SoftDevice};
 use softverbs_transport::{Access, Mtu, QpState, QpType, SendWr, Sge, UdDest, WcStatus};
 
-const NS_A: &str = "svsvr_a";
-const NS_B: &str = "svsvr_b";
 const MSG: usize = 64 * 1024;
 const DEPTH: usize = 16;
 const QKEY: u32 = 0x1111_1111;
 
-fn sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+#[path = "../tests/srd_support/mod.rs"]
+mod srd_support;
 
-/// The two namespaces; removed on drop.
-struct Pair;
-
-impl Pair {
-    fn new() -> Result<Pair, String> {
-        let _ = sh(&["ip", "netns", "del", NS_A]);
-        let _ = sh(&["ip", "netns", "del", NS_B]);
-        sh(&["ip", "netns", "add", NS_A])?;
-        let p = Pair; // from here on, drop cleans up
-        sh(&["ip", "netns", "add", NS_B])?;
-        sh(&[
-            "ip", "link", "add", "svsvr0", "netns", NS_A, "type", "veth", "peer", "name", "svsvr1",
-            "netns", NS_B,
-        ])?;
-        for (ns, dev, addrs) in [
-            (NS_A, "svsvr0", ["10.98.0.1/24", "10.98.0.3/24"]),
-            (NS_B, "svsvr1", ["10.98.0.2/24", "10.98.0.4/24"]),
-        ] {
-            for a in addrs {
-                sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev])?;
-            }
-            sh(&["ip", "-n", ns, "link", "set", dev, "mtu", "9000", "up"])?;
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-            sh(&[
-                "ip", "netns", "exec", ns, "nft", "add", "table", "inet", "svsvr",
-            ])?;
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "nft",
-                "add",
-                "chain",
-                "inet",
-                "svsvr",
-                "out",
-                "{ type filter hook output priority 0 ; }",
-            ])?;
-        }
-        Ok(p)
-    }
-
-    /// Random drop of `per_mille`/1000 of outgoing UDP, each namespace.
-    /// Packets and bytes counted by the rules of `ns` (UDP sent; dropped).
-    fn counters(&self, ns: &str) -> String {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "nft", "list", "chain", "inet", "svsvr", "out",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        out.lines()
-            .filter_map(|l| l.split_once("counter ").map(|(_, c)| c.trim().to_string()))
-            .collect::<Vec<_>>()
-            .join(" / ")
-    }
-
-    fn set_loss(&self, per_mille: u32) -> Result<(), String> {
-        for ns in [NS_A, NS_B] {
-            sh(&[
-                "ip", "netns", "exec", ns, "nft", "flush", "chain", "inet", "svsvr", "out",
-            ])?;
-            let mut a = vec!["ip", "netns", "exec", ns, "nft"];
-            a.extend("add rule inet svsvr out meta l4proto udp counter".split(' '));
-            sh(&a)?;
-            if per_mille > 0 {
-                let rule = format!(
-                    "add rule inet svsvr out meta l4proto udp numgen random mod 1000 < {per_mille} counter drop"
-                );
-                let mut a = vec!["ip", "netns", "exec", ns, "nft"];
-                a.extend(rule.split(' '));
-                sh(&a)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = sh(&["ip", "netns", "del", NS_A]);
-        let _ = sh(&["ip", "netns", "del", NS_B]);
-    }
-}
-
-/// Run `f` on a thread inside namespace `ns`.
-fn within<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns {path}: {e}"))?;
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| "namespace thread panicked".to_string())?
-}
-
-/// A device whose sockets live in `ns`.
-fn device_in(
-    ns: &str,
-    name: &str,
-    kind: DeviceKind,
-    addr: [u8; 4],
-) -> Result<Arc<SoftDevice>, String> {
-    let cfg =
-        DeviceConfig::new(name, kind, IpAddr::V4(Ipv4Addr::from(addr))).with_mtu(Mtu::Mtu4096);
-    let dev = Arc::new(softverbs_devices::open_device(cfg));
-    let d2 = dev.clone();
-    within(ns, move || d2.open().map_err(|e| e.to_string())).and_then(|r| r)?;
-    Ok(dev)
-}
+use srd_support::Net;
 
 struct Side {
     dev: Arc<SoftDevice>,
@@ -334,23 +210,62 @@ impl Side {
 struct Result_ {
     msgs: u64,
     secs: f64,
-    p50: Duration,
-    p99: Duration,
+    /// Per completed message: (completion time since start, latency).
+    done: Vec<(Duration, Duration)>,
     error: Option<String>,
+    /// When the error surfaced, since start.
+    error_at: Option<Duration>,
 }
 
-/// Keep `DEPTH` WRITEs outstanding from `a` to `b` for `dur`.
-fn pump(a: &Side, qpn: u32, b: &Side, dest: Option<UdDest>, dur: Duration) -> Result_ {
+impl Result_ {
+    fn gbps(&self) -> f64 {
+        self.msgs as f64 * MSG as f64 * 8.0 / self.secs / 1e9
+    }
+
+    /// Latency percentile `p` (0–1).
+    fn pct(&self, p: f64) -> Duration {
+        let mut l: Vec<Duration> = self.done.iter().map(|d| d.1).collect();
+        l.sort();
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn note(&self) -> String {
+        self.error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    }
+}
+
+/// Keep `DEPTH` WRITEs outstanding from `a` to `b` for `dur`; at `at`
+/// (since start), run `event` once.
+fn pump(
+    a: &Side,
+    qpn: u32,
+    b: &Side,
+    dest: Option<UdDest>,
+    dur: Duration,
+    mut event: Option<(Duration, &dyn Fn())>,
+) -> Result_ {
     let mut posted_at = vec![Instant::now(); DEPTH];
-    let mut lat = Vec::new();
+    let mut done_v = Vec::new();
     let (mut posted, mut done) = (0u64, 0u64);
     let mut wcs: Vec<Wc> = Vec::with_capacity(DEPTH);
     let mut error = None;
+    let mut error_at = None;
     let t0 = Instant::now();
     let end = t0 + dur;
     let mut last_progress = Instant::now();
     loop {
         let now = Instant::now();
+        if let Some((at, f)) = event {
+            if now >= t0 + at {
+                f();
+                event = None;
+            }
+        }
         while now < end && posted - done < DEPTH as u64 && error.is_none() {
             let slot = (posted as usize) % DEPTH;
             let off = (slot * MSG) as u64;
@@ -378,9 +293,12 @@ fn pump(a: &Side, qpn: u32, b: &Side, dest: Option<UdDest>, dur: Duration) -> Re
         let t = Instant::now();
         for w in &wcs {
             if w.status != WcStatus::Success {
+                if error.is_none() {
+                    error_at = Some(t - t0);
+                }
                 error.get_or_insert_with(|| format!("{:?} after {done} messages", w.status));
             } else {
-                lat.push(t - posted_at[(w.wr_id as usize) % DEPTH]);
+                done_v.push((t - t0, t - posted_at[(w.wr_id as usize) % DEPTH]));
             }
             done += 1;
             last_progress = t;
@@ -393,136 +311,246 @@ fn pump(a: &Side, qpn: u32, b: &Side, dest: Option<UdDest>, dur: Duration) -> Re
             std::thread::yield_now();
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     Result_ {
-        msgs: lat.len() as u64,
-        secs,
-        p50: pct(0.50),
-        p99: pct(0.99),
+        msgs: done_v.len() as u64,
+        secs: t0.elapsed().as_secs_f64(),
+        done: done_v,
         error,
+        error_at,
     }
 }
 
-fn run(secs: u64) -> Result<(), String> {
-    let pair = Pair::new()?;
-    let dur = Duration::from_secs(secs);
-    let losses = [0u32, 5, 10, 20];
-    let mut rows = Vec::new();
-    for (i, &pm) in losses.iter().enumerate() {
-        pair.set_loss(pm)?;
-        // Fresh devices per cell (distinct names), so no state carries over.
-        let n = |s: &str| format!("{s}{i}");
-        let sa = Side::new(device_in(
-            NS_A,
-            &n("srda"),
-            DeviceKind::Srd,
-            [10, 98, 0, 1],
-        )?)?;
-        let sb = Side::new(device_in(
-            NS_B,
-            &n("srdb"),
-            DeviceKind::Srd,
-            [10, 98, 0, 2],
-        )?)?;
-        let (qa, qb) = (sa.srd_qp()?, sb.srd_qp()?);
-        let ah = sa.ah_to(&sb)?;
-        let dest = UdDest {
-            dgid: ah.dgid,
-            remote_qpn: qb.qpn,
-            remote_qkey: QKEY,
-        };
-        let srd = pump(&sa, qa.qpn, &sb, Some(dest), dur);
-        let c = sa.dev.srd_counters();
-        drop((qa, qb, sa, sb));
+/// One SRD cell and one RC cell over `net` (fresh devices named with
+/// `tag`); `event` runs in each at the given offset.
+fn cells(
+    net: &Net,
+    tag: &str,
+    dur: Duration,
+    event: Option<(Duration, &dyn Fn())>,
+    reset: &dyn Fn(),
+) -> Result<(Result_, Result_, Option<softverbs_srd::SrdCounters>), String> {
+    reset();
+    let sa = Side::new(net.device(&format!("srda{tag}"), DeviceKind::Srd, 1, Mtu::Mtu4096)?)?;
+    let sb = Side::new(net.device(&format!("srdb{tag}"), DeviceKind::Srd, 2, Mtu::Mtu4096)?)?;
+    let (qa, qb) = (sa.srd_qp()?, sb.srd_qp()?);
+    let ah = sa.ah_to(&sb)?;
+    let dest = UdDest {
+        dgid: ah.dgid,
+        remote_qpn: qb.qpn,
+        remote_qkey: QKEY,
+    };
+    let srd = pump(&sa, qa.qpn, &sb, Some(dest), dur, event);
+    let c = sa.dev.srd_counters();
+    drop((qa, qb, sa, sb));
 
-        let ra = Side::new(device_in(
-            NS_A,
-            &n("rxea"),
-            DeviceKind::Rxe,
-            [10, 98, 0, 3],
-        )?)?;
-        let rb = Side::new(device_in(
-            NS_B,
-            &n("rxeb"),
-            DeviceKind::Rxe,
-            [10, 98, 0, 4],
-        )?)?;
-        let (qa, qb) = (ra.rc_qp()?, rb.rc_qp()?);
-        ra.rc_connect(&qa, &rb, qb.qpn)?;
-        rb.rc_connect(&qb, &ra, qa.qpn)?;
-        let before = pair.counters(NS_A);
-        let rc = pump(&ra, qa.qpn, &rb, None, dur);
-        eprintln!(
-            "  nft {NS_A} before RC: {before}; after: {}",
-            pair.counters(NS_A)
-        );
-        let rcq = ra
-            .uctx
-            .query_qp(qa.handle)
-            .map(|i| format!("{:?}", i.counters));
-        eprintln!("  RC QP: {rcq:?}");
-        drop((qa, qb, ra, rb));
-        eprintln!(
-            "loss {:.1}%: SRD {} msgs in {:.2}s ({:?}) counters {:?}; RC {} msgs in {:.2}s ({:?})",
-            f64::from(pm) / 10.0,
-            srd.msgs,
-            srd.secs,
-            srd.error,
-            c,
-            rc.msgs,
-            rc.secs,
-            rc.error
-        );
-        rows.push((pm, srd, rc));
+    reset();
+    let ra = Side::new(net.device(&format!("rxea{tag}"), DeviceKind::Rxe, 3, Mtu::Mtu4096)?)?;
+    let rb = Side::new(net.device(&format!("rxeb{tag}"), DeviceKind::Rxe, 4, Mtu::Mtu4096)?)?;
+    let (qa, qb) = (ra.rc_qp()?, rb.rc_qp()?);
+    ra.rc_connect(&qa, &rb, qb.qpn)?;
+    rb.rc_connect(&qb, &ra, qa.qpn)?;
+    let rc = pump(&ra, qa.qpn, &rb, None, dur, event);
+    drop((qa, qb, ra, rb));
+    reset();
+    Ok((srd, rc, c))
+}
+
+fn range(v: &[f64], unit: &str) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.len() < 2 || (hi - lo).abs() < 0.005 {
+        format!("{lo:.2}{unit}")
+    } else {
+        format!("{lo:.2}–{hi:.2}{unit}")
     }
-    drop(pair);
+}
 
-    let gbps = |r: &Result_| r.msgs as f64 * MSG as f64 * 8.0 / r.secs / 1e9;
-    let (s0, r0) = (gbps(&rows[0].1), gbps(&rows[0].2));
-    println!("\n64 KiB RDMA WRITE, 16 outstanding, one QP, veth between two namespaces, MTU 4096, {secs} s per cell\n");
-    println!("| loss each way | SRD Gb/s | SRD % of lossless | SRD p50 | SRD p99 | RC Gb/s | RC % of lossless | RC p50 | RC p99 |");
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn loss(net: &Net, secs: u64, reps: usize) -> Result<(), String> {
+    let dur = Duration::from_secs(secs);
+    let losses = [0u32, 1, 10, 50];
+    // [loss][rep] -> (srd, rc)
+    let mut rows: Vec<Vec<(Result_, Result_)>> = losses.iter().map(|_| Vec::new()).collect();
+    for r in 0..reps {
+        for (i, &pm) in losses.iter().enumerate() {
+            let set = || {
+                let _ = net.set_faults(pm, None);
+            };
+            let (srd, rc, c) = cells(net, &format!("l{r}{i}"), dur, None, &set)?;
+            eprintln!(
+                "loss {:.1}% rep {r}: SRD {:.2} Gb/s{} RC {:.2} Gb/s{}; SRD {c:?}",
+                f64::from(pm) / 10.0,
+                srd.gbps(),
+                srd.note(),
+                rc.gbps(),
+                rc.note()
+            );
+            rows[i].push((srd, rc));
+        }
+    }
+    println!("\n### Random loss: 64 KiB RDMA WRITE, 16 outstanding, one QP, 4 paths (SRD) / 1 path (RC), MTU 4096, {secs} s per cell, {reps} round(s)\n");
+    println!("| loss each way | SRD Gb/s | SRD % of lossless | SRD p50 ms | SRD p99 ms | RC Gb/s | RC % of lossless | RC p50 ms | RC p99 ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (pm, s, r) in &rows {
-        let note = |x: &Result_| {
-            x.error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
+    let base = |k: usize, f: &dyn Fn(&(Result_, Result_)) -> f64| -> Vec<f64> {
+        rows[k].iter().map(f).collect()
+    };
+    let s0: Vec<f64> = base(0, &|x| x.0.gbps());
+    let r0: Vec<f64> = base(0, &|x| x.1.gbps());
+    for (i, &pm) in losses.iter().enumerate() {
+        let rel = |v: Vec<f64>, b: &[f64]| -> Vec<f64> {
+            v.iter()
+                .zip(b)
+                .map(|(x, y)| 100.0 * x / y.max(1e-9))
+                .collect()
         };
+        let errs: String = rows[i]
+            .iter()
+            .filter_map(|x| x.1.error.clone())
+            .take(1)
+            .map(|e| format!(" ({e})"))
+            .collect();
         println!(
-            "| {:.1}% | {:.2}{} | {:.0}% | {:.2?} | {:.2?} | {:.2}{} | {:.0}% | {:.2?} | {:.2?} |",
-            f64::from(*pm) / 10.0,
-            gbps(s),
-            note(s),
-            100.0 * gbps(s) / s0,
-            s.p50,
-            s.p99,
-            gbps(r),
-            note(r),
-            100.0 * gbps(r) / r0,
-            r.p50,
-            r.p99
+            "| {:.1}% | {} | {} | {} | {} | {}{} | {} | {} | {} |",
+            f64::from(pm) / 10.0,
+            range(&base(i, &|x| x.0.gbps()), ""),
+            range(&rel(base(i, &|x| x.0.gbps()), &s0), "%"),
+            range(&base(i, &|x| ms(x.0.pct(0.5))), ""),
+            range(&base(i, &|x| ms(x.0.pct(0.99))), ""),
+            range(&base(i, &|x| x.1.gbps()), ""),
+            errs,
+            range(&rel(base(i, &|x| x.1.gbps()), &r0), "%"),
+            range(&base(i, &|x| ms(x.1.pct(0.5))), ""),
+            range(&base(i, &|x| ms(x.1.pct(0.99))), ""),
         );
     }
     Ok(())
 }
 
+/// Time from `at` until goodput over 20 ms windows is back to 80% of the
+/// mean before `at`; `None` if never.
+fn recovery(r: &Result_, at: Duration) -> Option<Duration> {
+    let win = Duration::from_millis(20);
+    let before = r.done.iter().filter(|d| d.0 < at).count() as f64;
+    let rate = before / at.as_secs_f64().max(1e-9); // messages per second
+    let want = rate * win.as_secs_f64() * 0.8;
+    let mut t = at;
+    let end = r.done.last()?.0;
+    while t + win <= end {
+        let n = r.done.iter().filter(|d| d.0 >= t && d.0 < t + win).count() as f64;
+        if n >= want {
+            return Some(t - at);
+        }
+        t += Duration::from_millis(1);
+    }
+    None
+}
+
+fn blackhole(net: &Net, secs: u64) -> Result<(), String> {
+    let dur = Duration::from_secs(secs);
+    let at = dur / 3;
+    let hole = || {
+        let _ = net.set_faults(0, Some(0));
+    };
+    let clear = || {
+        let _ = net.set_faults(0, None);
+    };
+    let (srd, rc, c) = cells(net, "bh", dur, Some((at, &hole)), &clear)?;
+    eprintln!("black hole: SRD {c:?}");
+    println!("\n### Pair 0 of 4 black-holed after {:.1} s (RC's only path; one of SRD's four), no other loss, {secs} s per cell\n", at.as_secs_f64());
+    println!("| transport | Gb/s over the cell | p50 ms | p99 ms | p99.9 ms | time to recover (80% of the goodput before, 20 ms windows) |");
+    println!("|---|---|---|---|---|---|");
+    for (name, r) in [("SRD", &srd), ("RC", &rc)] {
+        let rec = match (recovery(r, at), &r.error) {
+            (Some(d), _) => format!("{:.0} ms", ms(d)),
+            (None, Some(e)) => format!(
+                "never: {e} {:.0} ms after the black hole",
+                ms(r.error_at.unwrap_or_default().saturating_sub(at))
+            ),
+            (None, None) => "not within the cell".to_string(),
+        };
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {rec} |",
+            r.gbps(),
+            ms(r.pct(0.5)),
+            ms(r.pct(0.99)),
+            ms(r.pct(0.999))
+        );
+    }
+    Ok(())
+}
+
+fn reorder(net: &Net, secs: u64) -> Result<(), String> {
+    let dur = Duration::from_secs(secs);
+    let rates = [None, Some("2gbit"), Some("1gbit"), Some("500mbit")];
+    net.set_faults(0, None)?;
+    let mut out = Vec::new();
+    for (name, r) in [
+        ("equal pairs", &[None, None, None, None]),
+        ("tbf none/2/1/0.5 Gb/s", &rates),
+    ] {
+        net.set_rates(r)?;
+        let drops0 = net.qdisc_drops();
+        let (srd, rc, c) = cells(
+            net,
+            if out.is_empty() { "ro0" } else { "ro1" },
+            dur,
+            None,
+            &|| {},
+        )?;
+        let drops = net.qdisc_drops() - drops0;
+        eprintln!("reorder {name}: SRD {c:?}; qdisc drops {drops}");
+        out.push((name, srd, rc, c, drops));
+    }
+    net.set_rates(&[None, None, None, None])?;
+    println!("\n### Reordering without loss: pairs at different rates (tbf, deep queues), {secs} s per cell\n");
+    println!("| pairs | SRD Gb/s | SRD p99 ms | SRD data packets | SRD retransmitted (all spurious) | detected spurious | qdisc/nft drops | RC Gb/s (pair 0 only) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, srd, rc, c, drops) in &out {
+        let c = c.unwrap_or_default();
+        println!(
+            "| {name} | {:.2} | {:.2} | {} | {} ({:.3}%) | {} | {drops} | {:.2} |",
+            srd.gbps(),
+            ms(srd.pct(0.99)),
+            c.data_pkts,
+            c.retransmitted_pkts,
+            100.0 * c.retransmitted_pkts as f64 / c.data_pkts.max(1) as f64,
+            c.spurious_retransmits,
+            rc.gbps()
+        );
+    }
+    Ok(())
+}
+
+fn run(mode: &str, secs: u64, reps: usize) -> Result<(), String> {
+    let net = Net::new("svr", 98, 4)?;
+    if matches!(mode, "loss" | "all") {
+        loss(&net, secs, reps)?;
+    }
+    if matches!(mode, "blackhole" | "all") {
+        blackhole(&net, secs)?;
+    }
+    if matches!(mode, "reorder" | "all") {
+        reorder(&net, secs)?;
+    }
+    Ok(())
+}
+
 fn main() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("srd_vs_rc needs root (ip netns, nft)");
+    if !srd_support::is_root() {
+        eprintln!("srd_vs_rc needs root (ip netns, nft, tc)");
         std::process::exit(2);
     }
-    let secs = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    if let Err(e) = run(secs) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, rest) = match args.first().map(String::as_str) {
+        Some(m @ ("loss" | "blackhole" | "reorder" | "all")) => (m.to_string(), &args[1..]),
+        _ => ("all".to_string(), &args[..]),
+    };
+    let secs = rest.first().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let reps = rest.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    if let Err(e) = run(&mode, secs, reps) {
         eprintln!("srd_vs_rc: {e}");
         std::process::exit(1);
     }
