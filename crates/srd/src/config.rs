@@ -37,8 +37,12 @@ pub struct SrdConfig {
     /// Retransmissions of one packet before the peer is declared
     /// unresponsive (its context reset, its work completed in error).
     pub max_retries: u32,
-    /// How long a path that timed out is avoided.
+    /// How long a path that timed out (or lost several packets in a row
+    /// while others delivered) is avoided; doubled for each penalty in a
+    /// row until the path delivers again, up to `path_penalty_max`.
     pub path_penalty: Duration,
+    /// Longest a path is avoided at once.
+    pub path_penalty_max: Duration,
     /// First RNR backoff; doubles per retry of the same message.
     pub rnr_backoff: Duration,
     /// Largest RNR backoff.
@@ -85,6 +89,7 @@ impl SrdConfig {
             initial_rto: Duration::from_millis(1),
             max_retries: 12,
             path_penalty: Duration::from_millis(5),
+            path_penalty_max: Duration::from_secs(1),
             rnr_backoff: Duration::from_micros(20),
             rnr_backoff_max: Duration::from_millis(2),
             rnr_hint: Duration::from_micros(20),

@@ -1186,6 +1186,7 @@ impl SrdEndpoint {
             if pkt.sent_at > pdc.rack_sent {
                 pdc.rack_sent = pkt.sent_at;
             }
+            pdc.path_delivered(pkt.path, pkt.sent_at);
             touched.push(pkt.seg);
         }
         pdc.cc.on_ack(now, bytes, rtt);
@@ -1206,12 +1207,23 @@ impl SrdEndpoint {
             let reo = srtt.mul_f64(reo_frac * f64::from(pdc.reo_mult));
             let rack = pdc.rack_sent;
             let mut lost = Vec::new();
+            let mut lost_paths = Vec::new();
             for (s, p) in pdc.unacked.iter_mut() {
                 if p.in_flight && p.sent_at + reo < rack && now >= p.sent_at + srtt + reo {
                     p.in_flight = false;
                     p.lost = true;
                     pdc.inflight -= p.bytes;
                     lost.push(*s);
+                    lost_paths.push(p.path);
+                }
+            }
+            // Losses piling up on one path while others deliver: a black
+            // hole, not random loss; avoid it without waiting for its RTO.
+            for path in lost_paths {
+                if pdc.path_lost(path)
+                    && pdc.penalize(path, now, self.cfg.path_penalty, self.cfg.path_penalty_max)
+                {
+                    self.counters.paths_avoided += 1;
                 }
             }
             self.counters.fast_retransmits += lost.len() as u64;
@@ -1427,15 +1439,20 @@ impl SrdEndpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut reset = Vec::new();
         let mut ack_reqs = Vec::new();
+        let mut penalize = Vec::new();
         for p in self.pdcs.iter_mut().flatten() {
             let rto =
                 p.cc.rto(self.cfg.min_rto, self.cfg.max_rto, self.cfg.initial_rto);
             let mut timed_out = false;
+            let mut congestion = false;
             let mut dead = false;
             let mut lost = Vec::new();
             for (s, pkt) in p.unacked.iter_mut() {
                 if pkt.in_flight {
                     if now >= pkt.sent_at + backoff(rto, pkt.timeouts, self.cfg.max_rto) {
+                        // Congestion only if nothing sent after it got
+                        // through: otherwise the loss is its path's.
+                        congestion |= pkt.sent_at >= p.rack_sent;
                         pkt.timeouts += 1;
                         if pkt.timeouts > self.cfg.max_retries {
                             dead = true;
@@ -1443,11 +1460,7 @@ impl SrdEndpoint {
                         pkt.in_flight = false;
                         pkt.lost = true;
                         p.inflight -= pkt.bytes;
-                        let path = usize::from(pkt.path);
-                        if p.path_bad_until[path] <= now {
-                            self.counters.paths_avoided += 1;
-                        }
-                        p.path_bad_until[path] = now + self.cfg.path_penalty;
+                        penalize.push(pkt.path);
                         timed_out = true;
                         lost.push(*s);
                     }
@@ -1457,9 +1470,16 @@ impl SrdEndpoint {
                     lost.push(*s);
                 }
             }
+            for path in penalize.drain(..) {
+                if p.penalize(path, now, self.cfg.path_penalty, self.cfg.path_penalty_max) {
+                    self.counters.paths_avoided += 1;
+                }
+            }
             if timed_out {
                 self.counters.timeouts += 1;
-                p.cc.on_timeout(now);
+                if congestion {
+                    p.cc.on_timeout(now);
+                }
             }
             p.retx_q.extend(lost);
             for (id, m) in p.msgs.iter_mut() {

@@ -7,11 +7,17 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use core::time::Duration;
+
 use softverbs_transport::{Instant, Payload, WcStatus};
 use softverbs_wire::uet::ReturnCode;
 use softverbs_wire::Gid;
 
 use crate::cc::Cc;
+
+/// SACK-detected losses on one path, with no delivery in between, that make
+/// it avoided as a timeout does (a black hole shows long before its RTO).
+pub(crate) const PATH_LOSSES: u8 = 3;
 
 /// What an outgoing message does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +145,11 @@ pub(crate) struct Pdc {
     pub rack_sent: Instant,
     pub path_rr: u16,
     pub path_bad_until: Vec<Instant>,
+    /// Per path: penalties in a row (each doubles the next), when the last
+    /// began, and losses detected from SACKs since it last delivered.
+    pub path_strikes: Vec<u8>,
+    pub path_penalized_at: Vec<Instant>,
+    pub path_losses: Vec<u8>,
     // initiator
     pub msgs: BTreeMap<u16, OutMsg>,
     pub send_q: VecDeque<u16>,
@@ -174,6 +185,9 @@ impl Pdc {
             rack_sent: Instant::ZERO,
             path_rr: id % paths.max(1),
             path_bad_until: vec![Instant::ZERO; usize::from(paths.max(1))],
+            path_strikes: vec![0; usize::from(paths.max(1))],
+            path_penalized_at: vec![Instant::ZERO; usize::from(paths.max(1))],
+            path_losses: vec![0; usize::from(paths.max(1))],
             msgs: BTreeMap::new(),
             send_q: VecDeque::new(),
             next_msg_id: 1,
@@ -240,6 +254,48 @@ impl Pdc {
         })
     }
 
+    /// Avoids `path` for `base`, doubled for every penalty in a row since it
+    /// last delivered a packet sent after its previous penalty (at most
+    /// `max`). True if it was not being avoided.
+    pub fn penalize(&mut self, path: u16, now: Instant, base: Duration, max: Duration) -> bool {
+        let p = usize::from(path);
+        let Some(until) = self.path_bad_until.get(p).copied() else {
+            return false;
+        };
+        let fresh = until <= now;
+        if fresh {
+            let k = u32::from(self.path_strikes[p].min(16));
+            self.path_strikes[p] = self.path_strikes[p].saturating_add(1);
+            self.path_bad_until[p] = now + (base * (1u32 << k)).min(max.max(base));
+            self.path_penalized_at[p] = now;
+        }
+        self.path_losses[p] = 0;
+        fresh
+    }
+
+    /// A packet sent on `path` at `sent_at` was delivered: the path works
+    /// (its penalties start over if the packet left after the last one).
+    pub fn path_delivered(&mut self, path: u16, sent_at: Instant) {
+        let p = usize::from(path);
+        if p < self.path_losses.len() {
+            self.path_losses[p] = 0;
+            if sent_at >= self.path_penalized_at[p] {
+                self.path_strikes[p] = 0;
+            }
+        }
+    }
+
+    /// A packet sent on `path` was found lost from SACKs; true when that
+    /// makes `PATH_LOSSES` in a row with nothing delivered in between.
+    pub fn path_lost(&mut self, path: u16) -> bool {
+        let p = usize::from(path);
+        let Some(n) = self.path_losses.get_mut(p) else {
+            return false;
+        };
+        *n = n.saturating_add(1);
+        *n >= PATH_LOSSES
+    }
+
     /// Marks receive sequence number `seq` received and advances the
     /// cumulative point.
     pub fn mark_received(&mut self, seq: u64) {
@@ -286,6 +342,6 @@ impl Pdc {
             + self.in_msgs.len() * (core::mem::size_of::<InMsg>() + 16)
             + self.done.len() * 32
             + self.reads.len() * (core::mem::size_of::<ReadJob>() + 16)
-            + self.path_bad_until.len() * 8
+            + self.path_bad_until.len() * 18
     }
 }
