@@ -10,18 +10,21 @@
 //! pair, RC (which cannot spray) on pair 0; faults by nftables and tbf
 //! (this kernel has no `sch_netem`). Each cell keeps 16 RDMA WRITEs of
 //! 64 KiB outstanding on one QP for `secs` seconds (default 3): SRD between
-//! two `srd` devices, RC (timeout 8, retry 7) between two `rxe` devices,
+//! two `srd` devices, RC (timeout 8, retry 7; 12 in `capped`) between two `rxe` devices,
 //! one after the other over the same links, fresh devices per cell. MODE:
 //!
 //! * `loss` — goodput and p50/p99 latency at 0, 0.1, 1 and 5% random loss
 //!   each way; `reps` rounds (default 1), reported as ranges.
+//! * `capped` — the same with the same capacity for both (tbf): RC's
+//!   pair at 1 Gb/s, each of SRD's four at 250 Mb/s, so the link, not the
+//!   CPU, is the bottleneck (RC timeout 12: the queue holds up to 8 ms).
 //! * `blackhole` — pair 0 (RC's only path, one of SRD's four) drops
 //!   everything from a third of the cell on: p50/p99/p99.9 latency and the
 //!   time until goodput (20 ms windows) is back to 80% of its level before.
 //! * `reorder` — no loss; the pairs run at different rates (tbf: none,
 //!   2, 1, 0.5 Gb/s, deep queues), so sprayed packets arrive out of order:
 //!   SRD's retransmissions are all spurious.
-//! * `all` (default) — the three.
+//! * `all` (default) — all four.
 //!
 //! The namespaces are removed at the end, on error and on panic.
 
@@ -39,6 +42,9 @@ use softverbs_transport::{Access, Mtu, QpState, QpType, SendWr, Sge, UdDest, WcS
 const MSG: usize = 64 * 1024;
 const DEPTH: usize = 16;
 const QKEY: u32 = 0x1111_1111;
+/// RC's local ACK timeout exponent (4.096 µs × 2^t): 8 (1 ms), the
+/// quickest recovery RC gets; 12 (17 ms) where queues are deep.
+static RC_TIMEOUT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(8);
 
 #[path = "../tests/srd_support/mod.rs"]
 mod srd_support;
@@ -197,7 +203,7 @@ impl Side {
             ModifyAttrs {
                 qp_state: Some(QpState::Rts),
                 sq_psn: Some(0),
-                timeout: Some(8),
+                timeout: Some(RC_TIMEOUT.load(std::sync::atomic::Ordering::Relaxed)),
                 retry_cnt: Some(7),
                 rnr_retry: Some(7),
                 max_rd_atomic: Some(1),
@@ -329,6 +335,18 @@ fn cells(
     event: Option<(Duration, &dyn Fn())>,
     reset: &dyn Fn(),
 ) -> Result<(Result_, Result_, Option<softverbs_srd::SrdCounters>), String> {
+    cells2(net, tag, dur, event, reset, reset)
+}
+
+/// [`cells`] with a different preparation before the RC cell.
+fn cells2(
+    net: &Net,
+    tag: &str,
+    dur: Duration,
+    event: Option<(Duration, &dyn Fn())>,
+    reset: &dyn Fn(),
+    before_rc: &dyn Fn(),
+) -> Result<(Result_, Result_, Option<softverbs_srd::SrdCounters>), String> {
     reset();
     let sa = Side::new(net.device(&format!("srda{tag}"), DeviceKind::Srd, 1, Mtu::Mtu4096)?)?;
     let sb = Side::new(net.device(&format!("srdb{tag}"), DeviceKind::Srd, 2, Mtu::Mtu4096)?)?;
@@ -343,7 +361,7 @@ fn cells(
     let c = sa.dev.srd_counters();
     drop((qa, qb, sa, sb));
 
-    reset();
+    before_rc();
     let ra = Side::new(net.device(&format!("rxea{tag}"), DeviceKind::Rxe, 3, Mtu::Mtu4096)?)?;
     let rb = Side::new(net.device(&format!("rxeb{tag}"), DeviceKind::Rxe, 4, Mtu::Mtu4096)?)?;
     let (qa, qb) = (ra.rc_qp()?, rb.rc_qp()?);
@@ -369,7 +387,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn loss(net: &Net, secs: u64, reps: usize) -> Result<(), String> {
+/// `cap`: the same capacity for both, e.g. `Some(("1gbit", "250mbit"))`:
+/// RC's pair 0 at the first rate, each of SRD's four pairs at the second.
+fn loss(net: &Net, secs: u64, reps: usize, cap: Option<(&str, &str)>) -> Result<(), String> {
     let dur = Duration::from_secs(secs);
     let losses = [0u32, 1, 10, 50];
     // [loss][rep] -> (srd, rc)
@@ -378,8 +398,17 @@ fn loss(net: &Net, secs: u64, reps: usize) -> Result<(), String> {
         for (i, &pm) in losses.iter().enumerate() {
             let set = || {
                 let _ = net.set_faults(pm, None);
+                if let Some((_, each)) = cap {
+                    let _ = net.set_rates(&[Some(each); 4]);
+                }
             };
-            let (srd, rc, c) = cells(net, &format!("l{r}{i}"), dur, None, &set)?;
+            let set_rc = || {
+                let _ = net.set_faults(pm, None);
+                if let Some((all, _)) = cap {
+                    let _ = net.set_rates(&[Some(all), None, None, None]);
+                }
+            };
+            let (srd, rc, c) = cells2(net, &format!("l{r}{i}"), dur, None, &set, &set_rc)?;
             eprintln!(
                 "loss {:.1}% rep {r}: SRD {:.2} Gb/s{} RC {:.2} Gb/s{}; SRD {c:?}",
                 f64::from(pm) / 10.0,
@@ -391,7 +420,14 @@ fn loss(net: &Net, secs: u64, reps: usize) -> Result<(), String> {
             rows[i].push((srd, rc));
         }
     }
-    println!("\n### Random loss: 64 KiB RDMA WRITE, 16 outstanding, one QP, 4 paths (SRD) / 1 path (RC), MTU 4096, {secs} s per cell, {reps} round(s)\n");
+    net.set_rates(&[None, None, None, None])?;
+    let capped = match cap {
+        Some((all, each)) => {
+            format!(", capacity capped (tbf): RC's pair {all}, SRD's four pairs {each} each")
+        }
+        None => ", no rate limit (CPU-bound)".to_string(),
+    };
+    println!("\n### Random loss: 64 KiB RDMA WRITE, 16 outstanding, one QP, 4 paths (SRD) / 1 path (RC), MTU 4096{capped}, {secs} s per cell, {reps} round(s)\n");
     println!("| loss each way | SRD Gb/s | SRD % of lossless | SRD p50 ms | SRD p99 ms | RC Gb/s | RC % of lossless | RC p50 ms | RC p99 ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let base = |k: usize, f: &dyn Fn(&(Result_, Result_)) -> f64| -> Vec<f64> {
@@ -527,7 +563,13 @@ fn reorder(net: &Net, secs: u64) -> Result<(), String> {
 fn run(mode: &str, secs: u64, reps: usize) -> Result<(), String> {
     let net = Net::new("svr", 98, 4)?;
     if matches!(mode, "loss" | "all") {
-        loss(&net, secs, reps)?;
+        loss(&net, secs, reps, None)?;
+    }
+    if matches!(mode, "capped" | "all") {
+        // 1 MiB outstanding queues up to 8 ms at 1 Gb/s: past timeout 8.
+        RC_TIMEOUT.store(12, std::sync::atomic::Ordering::Relaxed);
+        loss(&net, secs, reps, Some(("1gbit", "250mbit")))?;
+        RC_TIMEOUT.store(8, std::sync::atomic::Ordering::Relaxed);
     }
     if matches!(mode, "blackhole" | "all") {
         blackhole(&net, secs)?;
@@ -545,7 +587,9 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, rest) = match args.first().map(String::as_str) {
-        Some(m @ ("loss" | "blackhole" | "reorder" | "all")) => (m.to_string(), &args[1..]),
+        Some(m @ ("loss" | "capped" | "blackhole" | "reorder" | "all")) => {
+            (m.to_string(), &args[1..])
+        }
         _ => ("all".to_string(), &args[..]),
     };
     let secs = rest.first().and_then(|s| s.parse().ok()).unwrap_or(3);
