@@ -30,6 +30,30 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(a)
 }
 
+/// The call of `rereg_mr` without its memory attributes.
+pub(crate) fn rereg_call(mr: Handle, pd: Option<Handle>, access: Option<Access>) -> Call {
+    let mut call = Call::new(MR, REREG).handle(HANDLE, mr).out(RESP, 24);
+    if let Some(pd) = pd {
+        call = call.handle(PD_HANDLE, pd);
+    }
+    if let Some(a) = access {
+        call = call.value(MR_ACCESS, a.0.into());
+    }
+    call
+}
+
+/// The region a `reg_mr` / `rereg_mr` reply describes.
+pub(crate) fn mr_ref(handle: Handle, r: &Reply) -> MrRef {
+    let mut rd = Rd::new(out(r, RESP), 24);
+    MrRef {
+        handle,
+        lkey: rd.u32(),
+        rkey: rd.u32(),
+        addr: rd.u64(),
+        len: rd.u64(),
+    }
+}
+
 /// Typed verbs calls over an encoded-call carrier.
 pub trait VerbsCalls {
     /// Sends one call with `fds` for its fd attributes (the carrier sets the
@@ -124,6 +148,33 @@ pub trait VerbsCalls {
             addr: rd.u64(),
             len: rd.u64(),
         })
+    }
+
+    /// Re-registers region `mr` (`ibv_rereg_mr`) in place, its keys kept:
+    /// into PD `pd` and/or with `access`, and, with `memfd`, over `len`
+    /// bytes at `offset` of that sealed memfd, which the caller has mapped
+    /// at `iova` (the region's new address). Returns the region as it is
+    /// now. At least one change; a region with windows bound is `Busy`.
+    #[allow(clippy::too_many_arguments)]
+    fn rereg_mr_memfd(
+        &self,
+        mr: Handle,
+        pd: Option<Handle>,
+        access: Option<Access>,
+        memfd: Option<(OwnedFd, u64, u64, u64)>,
+    ) -> Result<MrRef> {
+        let mut call = rereg_call(mr, pd, access);
+        let mut fds = Vec::new();
+        if let Some((fd, offset, len, iova)) = memfd {
+            let mut range = Vec::with_capacity(MR_RANGE_SIZE);
+            for v in [offset, len, iova] {
+                range.extend_from_slice(&v.to_le_bytes());
+            }
+            call = call.fd(MR_FD, 0).bytes(MR_RANGE, range);
+            fds.push(fd);
+        }
+        let r = self.call_fds(call, fds)?;
+        Ok(mr_ref(mr, &r))
     }
 
     /// Creates a CQ of at least `cqe` entries.

@@ -238,25 +238,63 @@ impl Ucontext {
 
     /// Registers `backing` (the whole of it, at its own address) in `pd`.
     pub fn reg_mr(&self, pd: Handle, backing: Backing, access: Access) -> Result<MrRef> {
+        self.reg_mr_iova(pd, backing, None, access)
+    }
+
+    /// Registers `backing` (the whole of it) in `pd`, addressed as `iova`
+    /// (`ibv_reg_mr_iova2`: SGEs, RDMA virtual addresses and window binds
+    /// name the region's bytes from `iova` on); `None` is the backing's own
+    /// address. The iova must have the backing's offset within a page.
+    pub fn reg_mr_iova(
+        &self,
+        pd: Handle,
+        backing: Backing,
+        iova: Option<u64>,
+        access: Access,
+    ) -> Result<MrRef> {
         let token = self.data.stage_backing(backing);
-        let r = self.create(
-            Call::new(MR, CREATE)
-                .handle(PD_HANDLE, pd)
-                .value(MR_BACKING, token)
-                .value(MR_ACCESS, access.0.into())
-                .out(RESP, 24),
-        );
+        let mut call = Call::new(MR, CREATE)
+            .handle(PD_HANDLE, pd)
+            .value(MR_BACKING, token)
+            .value(MR_ACCESS, access.0.into())
+            .out(RESP, 24);
+        if let Some(iova) = iova {
+            call = call.value(MR_IOVA, iova);
+        }
+        let r = self.create(call);
         // Validation may have failed before the handler took it.
         self.data.take_staged(token);
         let (handle, r) = r?;
-        let mut rd = Rd::new(out(&r, RESP), 24);
-        Ok(MrRef {
-            handle,
-            lkey: rd.u32(),
-            rkey: rd.u32(),
-            addr: rd.u64(),
-            len: rd.u64(),
-        })
+        Ok(crate::calls::mr_ref(handle, &r))
+    }
+
+    /// Re-registers region `mr` in place (`ibv_rereg_mr`), keeping its
+    /// keys: into PD `pd`, with `access`, and/or over new memory (with its
+    /// iova, `None` for the memory's own address). Returns the region as it
+    /// is now. At least one change; a region with windows bound is `Busy`,
+    /// and a failed call changes nothing.
+    pub fn rereg_mr(
+        &self,
+        mr: Handle,
+        pd: Option<Handle>,
+        access: Option<Access>,
+        memory: Option<(Backing, Option<u64>)>,
+    ) -> Result<MrRef> {
+        let mut call = crate::calls::rereg_call(mr, pd, access);
+        let mut token = None;
+        if let Some((backing, iova)) = memory {
+            let t = self.data.stage_backing(backing);
+            call = call.value(MR_BACKING, t);
+            if let Some(iova) = iova {
+                call = call.value(MR_IOVA, iova);
+            }
+            token = Some(t);
+        }
+        let r = self.call(call);
+        if let Some(t) = token {
+            self.data.take_staged(t);
+        }
+        Ok(crate::calls::mr_ref(mr, &r?))
     }
 
     /// Deregisters a region (busy while windows are bound to it).

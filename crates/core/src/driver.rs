@@ -126,6 +126,18 @@ pub struct MrKeys {
     pub rkey: u32,
 }
 
+/// What [`Driver::rereg_mr`] changes (the flags of `ibv_rereg_mr`); a
+/// `None` keeps that part of the region as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MrRereg {
+    /// The new PD (`IBV_REREG_MR_CHANGE_PD`).
+    pub pd: Option<u32>,
+    /// The new access flags (`IBV_REREG_MR_CHANGE_ACCESS`).
+    pub access: Option<Access>,
+    /// The new memory and its iova (`IBV_REREG_MR_CHANGE_TRANSLATION`).
+    pub memory: Option<(Backing, u64)>,
+}
+
 /// Memory window type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum MwType {
@@ -215,8 +227,23 @@ pub trait Driver: Send + Sync + 'static {
     /// Free a protection domain (the core checked it has no users).
     fn dealloc_pd(&self, pd: u32) -> Result<()>;
 
-    /// Register memory: the whole backing, at its own address.
-    fn reg_mr(&self, pd: u32, backing: Backing, access: Access) -> Result<MrKeys>;
+    /// Register memory: the whole backing, addressed as `iova` (the
+    /// region's RDMA address: what SGE addresses, RETH virtual addresses
+    /// and window binds name; the bytes live in `backing`, which may sit
+    /// elsewhere, as `ibv_reg_mr_iova2` allows). The core passes the
+    /// backing's own address when the caller gave no iova.
+    fn reg_mr(&self, pd: u32, backing: Backing, iova: u64, access: Access) -> Result<MrKeys>;
+    /// Change a registered region in place, keeping its keys
+    /// (`ibv_rereg_mr`, as rxe and mlx5 keep them): its PD, its access
+    /// and/or its memory, all or nothing. The core checked the request;
+    /// a driver refuses a region with windows bound (`Busy`).
+    fn rereg_mr(&self, lkey: u32, change: MrRereg) -> Result<()> {
+        let _ = (lkey, change);
+        Err(crate::error::VerbsError::unsupported(
+            self.name(),
+            "re-registering memory regions (rereg_mr)",
+        ))
+    }
     /// Deregister.
     fn dereg_mr(&self, lkey: u32) -> Result<()>;
     /// Allocate a memory window.

@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use softverbs_transport::{Access, QpType};
 
 use crate::abi::{self, Rd, Wr};
-use crate::driver::{AhAttr, Driver, DriverQpInit, MwBind, MwType, QpInit};
+use crate::driver::{AhAttr, Driver, DriverQpInit, MrRereg, MwBind, MwType, QpInit};
 use crate::error::VerbsError;
 use crate::events::{AsyncEvents, CompChannel};
 use crate::mem::Backing;
 use crate::qp_rules::QpLimits;
+use crate::uapi::Handle;
 use crate::uapi::{
     Access as Ua, AttrId, AttrSpec, Bundle, DestroyReason, MethodId, MethodSpec, ObjectId,
     ObjectSpec, UObject, UapiError,
@@ -58,6 +59,8 @@ pub mod ids {
     pub const DESTROY: MethodId = MethodId::core(1);
     /// MW: bind (type 1).
     pub const BIND: MethodId = MethodId::core(2);
+    /// MR: re-register (PD, access and/or memory; the keys stay).
+    pub const REREG: MethodId = MethodId::core(2);
     /// CQ: resize.
     pub const RESIZE: MethodId = MethodId::core(2);
     /// SRQ, QP: modify.
@@ -87,6 +90,10 @@ pub mod ids {
     pub const MR_RANGE: AttrId = AttrId::core(7);
     /// Size of the `MR_RANGE` struct.
     pub const MR_RANGE_SIZE: usize = 24;
+    /// MR: the region's iova (its RDMA address) when it is not the
+    /// address of the staged backing (`ibv_reg_mr_iova2`); with
+    /// `MR_BACKING` only (a memfd's range carries its own iova).
+    pub const MR_IOVA: AttrId = AttrId::core(8);
     /// MW: type (1 or 2).
     pub const MW_TYPE: AttrId = AttrId::core(4);
     /// MW bind: the QP whose send queue binds.
@@ -249,23 +256,53 @@ impl UObject for PdObj {
     }
 }
 
-/// A memory region.
+/// A memory region. Its keys are fixed; its PD, address, length and
+/// access change with `rereg_mr`.
 pub struct MrObj {
     pub(crate) drv: Arc<dyn Driver>,
-    /// Its PD.
-    pub pd: Arc<PdObj>,
     /// Local key.
     pub lkey: u32,
     /// Remote key.
     pub rkey: u32,
-    /// Start address.
-    pub addr: u64,
-    /// Length.
-    pub len: u64,
-    /// Access flags.
-    pub access: Access,
+    state: Mutex<MrState>,
     /// Windows bound to it (their rkeys).
     binds: Mutex<BTreeSet<u32>>,
+}
+
+/// What `rereg_mr` may change.
+#[derive(Clone)]
+struct MrState {
+    pd: Arc<PdObj>,
+    pd_handle: Handle,
+    addr: u64,
+    len: u64,
+    access: Access,
+}
+
+impl MrObj {
+    fn state(&self) -> std::sync::MutexGuard<'_, MrState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Its PD.
+    pub fn pd(&self) -> Arc<PdObj> {
+        self.state().pd.clone()
+    }
+    /// Its iova: the RDMA address of its first byte.
+    pub fn addr(&self) -> u64 {
+        self.state().addr
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.state().len
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Access flags.
+    pub fn access(&self) -> Access {
+        self.state().access
+    }
 }
 
 impl UObject for MrObj {
@@ -466,17 +503,46 @@ fn pd_alloc(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     Ok(())
 }
 
-/// The memory of a `reg_mr` call: a staged backing (in process) or a
-/// sealed memfd range (the daemon), exactly one of them.
-fn mr_backing(b: &Bundle<'_>, d: &ContextData) -> Result<Backing, UapiError> {
+/// The memory of a `reg_mr` / `rereg_mr` call and its iova: a staged
+/// backing (in process; its own address unless `MR_IOVA` says otherwise)
+/// or a sealed memfd range (the daemon; the range names the iova),
+/// exactly one of them.
+fn mr_backing(b: &Bundle<'_>, d: &ContextData) -> Result<(Backing, u64), UapiError> {
+    if b.is_present(MR_IOVA) && !b.is_present(MR_BACKING) {
+        return Err(invalid(
+            "MR iova goes with a staged backing; a memfd's range carries its own iova".into(),
+        ));
+    }
     match (b.is_present(MR_BACKING), b.is_present(MR_FD)) {
         (true, false) => {
             let token = b.u64(MR_BACKING)?;
-            d.take_staged(token).ok_or_else(|| {
+            let backing = d.take_staged(token).ok_or_else(|| {
                 invalid(format!(
                     "MR backing token {token} names no memory staged in this context"
                 ))
-            })
+            })?;
+            let addr = backing.addr();
+            let iova = if b.is_present(MR_IOVA) {
+                b.u64(MR_IOVA)?
+            } else {
+                addr
+            };
+            let page = crate::mem::PAGE_SIZE as u64 - 1;
+            if iova & page != addr & page {
+                return Err(invalid(format!(
+                    "MR iova {iova:#x} and its memory at {addr:#x} lie at different offsets \
+                     within a {}-byte page; give an iova with the same page offset (as Linux \
+                     requires)",
+                    crate::mem::PAGE_SIZE
+                )));
+            }
+            if iova.checked_add(backing.len() as u64).is_none() {
+                return Err(invalid(format!(
+                    "MR iova {iova:#x} + length {} overflows",
+                    backing.len()
+                )));
+            }
+            Ok((backing, iova))
         }
         (false, true) => {
             let mut r = Rd::new(b.bytes_in(MR_RANGE)?, MR_RANGE_SIZE);
@@ -488,10 +554,13 @@ fn mr_backing(b: &Bundle<'_>, d: &ContextData) -> Result<Backing, UapiError> {
             }
             let map = crate::shm::SharedMap::map(b.fd(MR_FD)?, offset, len)
                 .map_err(|e| invalid(format!("MR memfd: {e}")))?;
-            Ok(Backing::Mapped {
-                map: Arc::new(map),
+            Ok((
+                Backing::Mapped {
+                    map: Arc::new(map),
+                    iova,
+                },
                 iova,
-            })
+            ))
         }
         _ => Err(invalid(
             "reg_mr takes exactly one of backing (a staged token) or memfd with memfd_range".into(),
@@ -499,11 +568,8 @@ fn mr_backing(b: &Bundle<'_>, d: &ContextData) -> Result<Backing, UapiError> {
     }
 }
 
-fn mr_reg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
-    let d = data(b)?;
-    let drv = d.driver.clone();
-    let pd = b.handle::<PdObj>(PD_HANDLE)?;
-    let access = Access(b.flags(MR_ACCESS)? as u32);
+/// The checks of an MR's access flags, for `reg_mr` and `rereg_mr`.
+fn check_mr_access(drv: &dyn Driver, access: Access) -> Result<(), UapiError> {
     let caps = drv.caps();
     if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
         && !access.contains(Access::LOCAL_WRITE)
@@ -522,36 +588,142 @@ fn mr_reg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
             VerbsError::unsupported(drv.name(), "atomics (MR access REMOTE_ATOMIC)").into(),
         );
     }
-    let backing = mr_backing(b, d)?;
+    Ok(())
+}
+
+fn mr_resp(b: &mut Bundle<'_>, lkey: u32, rkey: u32, addr: u64, len: u64) -> Result<(), UapiError> {
+    let out = Wr::default().u32(lkey).u32(rkey).u64(addr).u64(len).done();
+    b.set_out(RESP, &out)?;
+    Ok(())
+}
+
+fn mr_reg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
+    let d = data(b)?;
+    let drv = d.driver.clone();
+    let pd = b.handle::<PdObj>(PD_HANDLE)?;
+    let pd_handle = b.handle_id(PD_HANDLE)?;
+    let access = Access(b.flags(MR_ACCESS)? as u32);
+    check_mr_access(&*drv, access)?;
+    let (backing, addr) = mr_backing(b, d)?;
     limit(
         "MR length",
         backing.len() as u64,
         "max_mr_size",
-        caps.max_mr_size,
+        drv.caps().max_mr_size,
     )?;
-    let (addr, len) = (backing.addr(), backing.len() as u64);
-    let keys = drv.reg_mr(pd.pdn, backing, access)?;
+    let len = backing.len() as u64;
+    let keys = drv.reg_mr(pd.pdn, backing, addr, access)?;
     commit(
         b,
         MrObj {
             drv,
-            pd,
             lkey: keys.lkey,
             rkey: keys.rkey,
-            addr,
-            len,
-            access,
+            state: Mutex::new(MrState {
+                pd,
+                pd_handle,
+                addr,
+                len,
+                access,
+            }),
             binds: Mutex::new(BTreeSet::new()),
         },
     )?;
-    let out = Wr::default()
-        .u32(keys.lkey)
-        .u32(keys.rkey)
-        .u64(addr)
-        .u64(len)
-        .done();
-    b.set_out(RESP, &out)?;
-    Ok(())
+    mr_resp(b, keys.lkey, keys.rkey, addr, len)
+}
+
+/// `rereg_mr`: changes the PD, the access and/or the memory of a region
+/// in place; its keys stay. At least one change; a region with windows
+/// bound is `Busy` (Linux's `ib_uverbs_rereg_mr` refused a region in use
+/// with `EBUSY`).
+fn mr_rereg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
+    let d = data(b)?;
+    let drv = d.driver.clone();
+    let mr = b.handle::<MrObj>(HANDLE)?;
+    let mr_handle = b.handle_id(HANDLE)?;
+    let new_pd = if b.is_present(PD_HANDLE) {
+        Some((b.handle::<PdObj>(PD_HANDLE)?, b.handle_id(PD_HANDLE)?))
+    } else {
+        None
+    };
+    let access = if b.is_present(MR_ACCESS) {
+        let a = Access(b.flags(MR_ACCESS)? as u32);
+        check_mr_access(&*drv, a)?;
+        Some(a)
+    } else {
+        None
+    };
+    let memory = if b.is_present(MR_BACKING) || b.is_present(MR_FD) {
+        let (backing, iova) = mr_backing(b, d)?;
+        limit(
+            "MR length",
+            backing.len() as u64,
+            "max_mr_size",
+            drv.caps().max_mr_size,
+        )?;
+        if backing.is_empty() {
+            return Err(invalid(
+                "rereg_mr: new memory of length 0 (a translation change needs memory)".into(),
+            ));
+        }
+        Some((backing, iova))
+    } else {
+        if b.is_present(MR_IOVA) {
+            return Err(invalid(
+                "rereg_mr: an iova without new memory (give both, or neither)".into(),
+            ));
+        }
+        None
+    };
+    if new_pd.is_none() && access.is_none() && memory.is_none() {
+        return Err(invalid(
+            "rereg_mr changes nothing: give a new pd, access and/or memory".into(),
+        ));
+    }
+    let users = mr.users();
+    if !users.is_empty() {
+        return Err(VerbsError::Busy {
+            what: format!(
+                "memory region lkey {:#x} (windows are bound to it)",
+                mr.lkey
+            ),
+            users,
+        }
+        .into());
+    }
+    let new_range = memory
+        .as_ref()
+        .map(|(backing, iova)| (*iova, backing.len() as u64));
+    drv.rereg_mr(
+        mr.lkey,
+        MrRereg {
+            pd: new_pd.as_ref().map(|(p, _)| p.pdn),
+            access,
+            memory,
+        },
+    )?;
+    let (addr, len) = {
+        let mut st = mr.state();
+        if let Some((pd, h)) = new_pd {
+            if h != st.pd_handle {
+                // The driver already moved the region: keep the handle
+                // tree in step (an error here would only mean the PD went
+                // away meanwhile, which its read lock rules out).
+                let _ = b.context().reparent(mr_handle, st.pd_handle, h);
+            }
+            st.pd = pd;
+            st.pd_handle = h;
+        }
+        if let Some(a) = access {
+            st.access = a;
+        }
+        if let Some((addr, len)) = new_range {
+            st.addr = addr;
+            st.len = len;
+        }
+        (st.addr, st.len)
+    };
+    mr_resp(b, mr.lkey, mr.rkey, addr, len)
 }
 
 fn mw_alloc(b: &mut Bundle<'_>) -> Result<(), UapiError> {
@@ -599,12 +771,12 @@ fn mw_bind(b: &mut Bundle<'_>) -> Result<(), UapiError> {
             "a type 2 window is bound with a BIND_MW work request (post_send), not bind_mw".into(),
         ));
     }
-    if !Arc::ptr_eq(&mw.pd, &mr.pd) || !Arc::ptr_eq(&mw.pd, &qp.pd) {
+    if !Arc::ptr_eq(&mw.pd, &mr.pd()) || !Arc::ptr_eq(&mw.pd, &qp.pd) {
         return Err(invalid(
             "bind_mw: the window, the region and the QP must share one PD".into(),
         ));
     }
-    if !mr.access.contains(Access::MW_BIND) {
+    if !mr.access().contains(Access::MW_BIND) {
         return Err(invalid(format!(
             "bind_mw: MR lkey {:#x} was not registered with MW_BIND access",
             mr.lkey
@@ -618,11 +790,11 @@ fn mw_bind(b: &mut Bundle<'_>) -> Result<(), UapiError> {
         )));
     }
     let end = addr.checked_add(len);
-    let inside = matches!(end, Some(e) if addr >= mr.addr && e <= mr.addr + mr.len);
+    let (mr_addr, mr_len) = (mr.addr(), mr.len());
+    let inside = matches!(end, Some(e) if addr >= mr_addr && e <= mr_addr + mr_len);
     if len > 0 && !inside {
         return Err(invalid(format!(
-            "bind_mw: [{addr:#x}, +{len}) lies outside MR [{:#x}, +{})",
-            mr.addr, mr.len
+            "bind_mw: [{addr:#x}, +{len}) lies outside MR [{mr_addr:#x}, +{mr_len})"
         )));
     }
     let old = mw.rkey();
@@ -1046,6 +1218,22 @@ pub static CORE_OBJECTS: [ObjectSpec; 9] = [
                     AttrSpec::flags(MR_ACCESS, "access", Access::ALL.0 as u64).mandatory(),
                     AttrSpec::fd(MR_FD, "memfd"),
                     AttrSpec::bytes_in(MR_RANGE, "memfd_range", MR_RANGE_SIZE, MR_RANGE_SIZE),
+                    AttrSpec::scalar(MR_IOVA, "iova", 0, u64::MAX),
+                    resp(24),
+                ],
+            },
+            MethodSpec {
+                id: REREG,
+                name: "rereg_mr",
+                handler: Some(mr_rereg),
+                attrs: &[
+                    AttrSpec::handle(HANDLE, "mr", MR, Ua::Write).mandatory(),
+                    AttrSpec::handle(PD_HANDLE, "pd", PD, Ua::Read),
+                    AttrSpec::scalar(MR_BACKING, "backing", 1, u64::MAX),
+                    AttrSpec::flags(MR_ACCESS, "access", Access::ALL.0 as u64),
+                    AttrSpec::fd(MR_FD, "memfd"),
+                    AttrSpec::bytes_in(MR_RANGE, "memfd_range", MR_RANGE_SIZE, MR_RANGE_SIZE),
+                    AttrSpec::scalar(MR_IOVA, "iova", 0, u64::MAX),
                     resp(24),
                 ],
             },

@@ -157,12 +157,12 @@ fn detail(obj: std::sync::Arc<dyn std::any::Any + Send + Sync>) -> Option<ResDet
     let obj = match obj.downcast::<MrObj>() {
         Ok(o) => {
             return Some(ResDetail::Mr {
-                pdn: o.pd.pdn,
+                pdn: o.pd().pdn,
                 lkey: o.lkey,
                 rkey: o.rkey,
-                addr: o.addr,
-                len: o.len,
-                access: o.access.0,
+                addr: o.addr(),
+                len: o.len(),
+                access: o.access().0,
             })
         }
         Err(o) => o,

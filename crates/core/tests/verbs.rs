@@ -248,6 +248,102 @@ fn mr_access_rules_and_staging_cleanup() {
     assert!(e.to_string().contains("token 999"), "{e}");
 }
 
+#[test]
+fn iova_regions_and_rereg_keep_keys_and_move_the_pd() {
+    let (f, _d, c) = setup();
+    let o = objs(&c, QpType::Rc);
+    // An iova other than the memory's address (same page offset).
+    let mr = c
+        .reg_mr_iova(
+            o.pd.handle,
+            block(8192),
+            Some(0x10_0000),
+            Access::LOCAL_WRITE,
+        )
+        .unwrap();
+    assert_eq!((mr.addr, mr.len), (0x10_0000, 8192));
+    assert!(f.take_log().iter().any(|l| l.ends_with("iova 0x100000")));
+    let e = c
+        .reg_mr_iova(o.pd.handle, block(64), Some(0x10_0010), Access::NONE)
+        .unwrap_err();
+    assert!(e.to_string().contains("page offset"), "{e}");
+    assert_eq!(e.errno(), errno::EINVAL);
+
+    // Access, then PD, then memory: the keys stay.
+    let pd2 = c.alloc_pd().unwrap();
+    let r = c
+        .rereg_mr(
+            mr.handle,
+            None,
+            Some(Access::LOCAL_WRITE | Access::REMOTE_WRITE),
+            None,
+        )
+        .unwrap();
+    assert_eq!((r.lkey, r.rkey, r.addr), (mr.lkey, mr.rkey, 0x10_0000));
+    let e = c
+        .rereg_mr(mr.handle, None, Some(Access::REMOTE_WRITE), None)
+        .unwrap_err();
+    assert!(e.to_string().contains("requires LOCAL_WRITE"), "{e}");
+    c.rereg_mr(mr.handle, Some(pd2.handle), None, None).unwrap();
+    // The old PD is free now, the new one busy.
+    let e = c.dealloc_pd(pd2.handle).unwrap_err();
+    assert!(matches!(e, VerbsError::Busy { .. }), "{e}");
+    let b = block(4096);
+    let at = b.addr();
+    let r = c.rereg_mr(mr.handle, None, None, Some((b, None))).unwrap();
+    assert_eq!((r.lkey, r.addr, r.len), (mr.lkey, at, 4096));
+    let r = c
+        .rereg_mr(mr.handle, None, None, Some((block(4096), Some(0x20_0000))))
+        .unwrap();
+    assert_eq!(r.addr, 0x20_0000);
+    let log = f.take_log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&format!("pd Some({})", pd2.id))),
+        "{log:?}"
+    );
+    // Nothing to change, an iova without memory.
+    let e = c.rereg_mr(mr.handle, None, None, None).unwrap_err();
+    assert!(e.to_string().contains("changes nothing"), "{e}");
+    let e = c
+        .call(
+            Call::new(ids::MR, ids::REREG)
+                .handle(ids::HANDLE, mr.handle)
+                .value(ids::MR_IOVA, 0x1000)
+                .out(ids::RESP, 24),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("iova"), "{e}");
+    // A bound window keeps the region as it is.
+    c.rereg_mr(
+        mr.handle,
+        Some(o.pd.handle),
+        Some(Access::LOCAL_WRITE | Access::MW_BIND),
+        None,
+    )
+    .unwrap();
+    c.dealloc_pd(pd2.handle).unwrap();
+    let mw = c.alloc_mw(o.pd.handle, MwType::Type1).unwrap();
+    c.bind_mw(
+        o.qp.handle,
+        mw.handle,
+        mr.handle,
+        0x20_0000,
+        8,
+        Access::REMOTE_READ,
+    )
+    .unwrap();
+    let e = c
+        .rereg_mr(mr.handle, None, Some(Access::LOCAL_WRITE), None)
+        .unwrap_err();
+    assert!(matches!(e, VerbsError::Busy { .. }), "{e}");
+    assert_eq!(e.errno(), errno::EBUSY);
+    c.dealloc_mw(mw.handle).unwrap();
+    c.rereg_mr(mr.handle, None, Some(Access::LOCAL_WRITE), None)
+        .unwrap();
+    c.dereg_mr(mr.handle).unwrap();
+}
+
 // ---- uAPI negatives --------------------------------------------------------------
 
 #[test]

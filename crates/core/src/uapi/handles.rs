@@ -375,6 +375,48 @@ impl Context {
         e.obj.clone().into_any().downcast::<T>().ok()
     }
 
+    /// Moves live object `child` from parent `from` to parent `to` (a
+    /// region re-registered into another PD): `to` becomes busy while the
+    /// child lives, `from` no longer is. `NotFound`-like errors name what
+    /// is not live.
+    pub fn reparent(&self, child: Handle, from: Handle, to: Handle) -> Result<(), UapiError> {
+        let mut t = self.table();
+        for (h, attr) in [(child, "child"), (from, "from"), (to, "to")] {
+            if h.ctx() != self.tag {
+                return Err(UapiError::ForeignHandle { attr, handle: h });
+            }
+            if t.live(h).is_none() {
+                return Err(UapiError::StaleHandle { attr, handle: h });
+            }
+        }
+        if let Some(Slot {
+            state: State::Live { parents, .. },
+            ..
+        }) = t.slots.get_mut(child.index())
+        {
+            parents.retain(|p| *p != from);
+            if !parents.contains(&to) {
+                parents.push(to);
+                parents.sort();
+            }
+        }
+        if let Some(Slot {
+            state: State::Live { children, .. },
+            ..
+        }) = t.slots.get_mut(from.index())
+        {
+            children.remove(&child);
+        }
+        if let Some(Slot {
+            state: State::Live { children, .. },
+            ..
+        }) = t.slots.get_mut(to.index())
+        {
+            children.insert(child);
+        }
+        Ok(())
+    }
+
     /// Resolves `h` as an object of type `object` and locks it.
     pub(crate) fn lookup(
         &self,

@@ -165,14 +165,32 @@ impl Driver for Fake {
         self.log(format!("dealloc_pd {pd}"));
         Ok(())
     }
-    fn reg_mr(&self, pd: u32, backing: Backing, _access: Access) -> Result<MrKeys> {
+    fn reg_mr(&self, pd: u32, backing: Backing, iova: u64, _access: Access) -> Result<MrKeys> {
         let id = self.id()?;
         self.st().mrs.insert(id, (pd, backing));
-        self.log(format!("reg_mr {id}"));
+        self.log(format!("reg_mr {id} iova {iova:#x}"));
         Ok(MrKeys {
             lkey: id,
             rkey: id | 0x100,
         })
+    }
+    fn rereg_mr(&self, lkey: u32, change: MrRereg) -> Result<()> {
+        let mut st = self.st();
+        let mr = st.mrs.get_mut(&lkey).ok_or_else(|| nf("mr", lkey))?;
+        if let Some(pd) = change.pd {
+            mr.0 = pd;
+        }
+        let iova = change.memory.map(|(b, iova)| {
+            mr.1 = b;
+            iova
+        });
+        drop(st);
+        self.log(format!(
+            "rereg_mr {lkey} pd {:?} access {:?} iova {iova:x?}",
+            change.pd,
+            change.access.map(|a| a.0)
+        ));
+        Ok(())
     }
     fn dereg_mr(&self, lkey: u32) -> Result<()> {
         self.st().mrs.remove(&lkey).ok_or_else(|| nf("mr", lkey))?;

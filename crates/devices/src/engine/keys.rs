@@ -24,6 +24,10 @@ pub(crate) struct Mr {
     pub key: u32,
     pub pd: u32,
     pub backing: Backing,
+    /// The RDMA address of the first byte: local SGEs, RDMA virtual
+    /// addresses and window binds are in this space (rxe's
+    /// `mr->ibmr.iova`); the bytes live in `backing`, wherever it sits.
+    pub iova: u64,
     pub access: Access,
     /// Invalidated (LOCAL_INV or SEND with invalidate): no access until
     /// deregistered.
@@ -34,7 +38,7 @@ pub(crate) struct Mr {
 
 impl Mr {
     fn addr(&self) -> u64 {
-        self.backing.addr()
+        self.iova
     }
     fn len(&self) -> u64 {
         self.backing.len() as u64
@@ -146,8 +150,15 @@ impl KeyTable {
         &mut self,
         pd: u32,
         backing: Backing,
+        iova: u64,
         access: Access,
     ) -> Result<u32, VerbsError> {
+        if iova.checked_add(backing.len() as u64).is_none() {
+            return Err(VerbsError::invalid(format!(
+                "region iova {iova:#x} + length {} overflows 64 bits",
+                backing.len()
+            )));
+        }
         let key = self.alloc_key()?;
         self.objs.insert(
             index_of(key),
@@ -155,6 +166,7 @@ impl KeyTable {
                 key,
                 pd,
                 backing,
+                iova,
                 access,
                 valid: true,
                 bound_mws: Vec::new(),
@@ -171,22 +183,69 @@ impl KeyTable {
         }
     }
 
+    /// The windows bound to region `mr`, by their current rkeys.
+    fn bound_users(&self, mr: &Mr) -> Vec<String> {
+        mr.bound_mws
+            .iter()
+            .filter_map(|i| match self.objs.get(i) {
+                Some(KeyObj::Mw(w)) => Some(format!("memory window rkey {:#x}", w.key)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Changes region `lkey` in place, its key kept (`ibv_rereg_mr`): PD,
+    /// access and/or memory with its iova, all or nothing. A region with
+    /// windows bound is `Busy`; work already posted with the old addresses
+    /// now fails their checks, as on rxe.
+    pub(crate) fn rereg_mr(
+        &mut self,
+        lkey: u32,
+        pd: Option<u32>,
+        access: Option<Access>,
+        memory: Option<(Backing, u64)>,
+    ) -> Result<(), VerbsError> {
+        let mr = self
+            .mr(lkey)
+            .ok_or_else(|| VerbsError::NotFound(format!("memory region with lkey {lkey:#x}")))?;
+        if !mr.bound_mws.is_empty() {
+            return Err(VerbsError::Busy {
+                what: format!("memory region lkey {lkey:#x} (re-registration)"),
+                users: self.bound_users(mr),
+            });
+        }
+        if let Some((b, iova)) = &memory {
+            if iova.checked_add(b.len() as u64).is_none() {
+                return Err(VerbsError::invalid(format!(
+                    "region iova {iova:#x} + length {} overflows 64 bits",
+                    b.len()
+                )));
+            }
+        }
+        let Some(KeyObj::Mr(mr)) = self.objs.get_mut(&index_of(lkey)) else {
+            unreachable!("checked above");
+        };
+        if let Some(pd) = pd {
+            mr.pd = pd;
+        }
+        if let Some(a) = access {
+            mr.access = a;
+        }
+        if let Some((b, iova)) = memory {
+            mr.backing = b;
+            mr.iova = iova;
+        }
+        Ok(())
+    }
+
     pub(crate) fn dereg_mr(&mut self, lkey: u32) -> Result<(), VerbsError> {
         let mr = self
             .mr(lkey)
             .ok_or_else(|| VerbsError::NotFound(format!("memory region with lkey {lkey:#x}")))?;
         if !mr.bound_mws.is_empty() {
-            let users = mr
-                .bound_mws
-                .iter()
-                .filter_map(|i| match self.objs.get(i) {
-                    Some(KeyObj::Mw(w)) => Some(format!("memory window rkey {:#x}", w.key)),
-                    _ => None,
-                })
-                .collect();
             return Err(VerbsError::Busy {
                 what: format!("memory region lkey {lkey:#x}"),
-                users,
+                users: self.bound_users(mr),
             });
         }
         self.objs.remove(&index_of(lkey));
@@ -570,9 +629,9 @@ mod tests {
     fn keys_rotate_and_stale_keys_miss() {
         let mut t = KeyTable::new();
         let (b, _) = block(64);
-        let k1 = t.reg_mr(1, b.clone(), Access::ALL).unwrap();
+        let k1 = t.reg_mr(1, b.clone(), 0x1000, Access::ALL).unwrap();
         t.dereg_mr(k1).unwrap();
-        let k2 = t.reg_mr(1, b, Access::ALL).unwrap();
+        let k2 = t.reg_mr(1, b, 0x1000, Access::ALL).unwrap();
         assert_ne!(k1, k2);
         assert!(t.mr(k1).is_none());
         assert!(t.mr(k2).is_some());
@@ -583,7 +642,7 @@ mod tests {
         let mut t = KeyTable::new();
         let (b, a) = block(64);
         let k = t
-            .reg_mr(1, b, Access::LOCAL_WRITE | Access::REMOTE_READ)
+            .reg_mr(1, b, a, Access::LOCAL_WRITE | Access::REMOTE_READ)
             .unwrap();
         let mut m = PdMemory {
             keys: &mut t,
@@ -627,7 +686,7 @@ mod tests {
         let mut t = KeyTable::new();
         let (b, a) = block(4096);
         let mr = t
-            .reg_mr(1, b, Access::LOCAL_WRITE | Access::MW_BIND)
+            .reg_mr(1, b, a, Access::LOCAL_WRITE | Access::MW_BIND)
             .unwrap();
         let w = t.alloc_mw(1, MwType::Type2).unwrap();
         let r1 = t
@@ -694,5 +753,100 @@ mod tests {
         assert_ne!(r2, r1);
         t.dealloc_mw(w).unwrap();
         t.dereg_mr(mr).unwrap();
+    }
+
+    #[test]
+    fn an_iova_region_is_addressed_by_its_iova() {
+        let mut t = KeyTable::new();
+        let (b, a) = block(8192);
+        let iova = 0x7000_0000_0000;
+        let k = t.reg_mr(1, b, iova, Access::ALL).unwrap();
+        let mut m = PdMemory {
+            keys: &mut t,
+            pd: 1,
+            qpn: 17,
+        };
+        m.write(MemKey::Local(k), iova + 100, b"iova").unwrap();
+        let mut out = [0u8; 4];
+        m.read(MemKey::Remote(k), iova + 100, &mut out).unwrap();
+        assert_eq!(&out, b"iova");
+        // The host address means nothing to the region.
+        assert_eq!(
+            m.read(MemKey::Local(k), a + 100, &mut out),
+            Err(MemError::OutOfBounds)
+        );
+        assert_eq!(
+            m.check(MemKey::Remote(k), iova + 8190, 4, true),
+            Err(MemError::OutOfBounds)
+        );
+        assert!(t.reg_mr(1, block(16).0, u64::MAX - 4, Access::ALL).is_err());
+    }
+
+    #[test]
+    fn rereg_keeps_the_key_and_changes_pd_access_and_memory() {
+        let mut t = KeyTable::new();
+        let (b, a) = block(64);
+        let k = t.reg_mr(1, b, a, Access::ALL).unwrap();
+        let (b2, a2) = block(128);
+        t.rereg_mr(
+            k,
+            Some(2),
+            Some(Access::LOCAL_WRITE),
+            Some((b2.clone(), 0x10_0000)),
+        )
+        .unwrap();
+        let mr = t.mr(k).unwrap();
+        assert_eq!(
+            (mr.pd, mr.iova, mr.access),
+            (2, 0x10_0000, Access::LOCAL_WRITE)
+        );
+        let mut old_pd = PdMemory {
+            keys: &mut t,
+            pd: 1,
+            qpn: 17,
+        };
+        assert_eq!(
+            old_pd.write(MemKey::Local(k), 0x10_0000, b"x"),
+            Err(MemError::InvalidKey)
+        );
+        let mut m = PdMemory {
+            keys: &mut t,
+            pd: 2,
+            qpn: 17,
+        };
+        m.write(MemKey::Local(k), 0x10_0000 + 127, b"y").unwrap();
+        assert_eq!(
+            m.write(MemKey::Remote(k), 0x10_0000, b"z"),
+            Err(MemError::AccessDenied)
+        );
+        assert_eq!(
+            m.write(MemKey::Local(k), a, b"z"),
+            Err(MemError::OutOfBounds)
+        );
+        let mut last = [0u8];
+        b2.read(127, &mut last).unwrap();
+        assert_eq!(last, *b"y");
+        let _ = a2;
+        // Bound windows keep it as it is.
+        t.rereg_mr(k, None, Some(Access::LOCAL_WRITE | Access::MW_BIND), None)
+            .unwrap();
+        let w = t.alloc_mw(2, MwType::Type1).unwrap();
+        t.bind_mw(
+            2,
+            17,
+            w,
+            &MwBind {
+                mr_lkey: k,
+                addr: 0x10_0000,
+                len: 8,
+                access: Access::REMOTE_READ,
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            t.rereg_mr(k, Some(1), None, None),
+            Err(VerbsError::Busy { .. })
+        ));
+        assert!(t.rereg_mr(0xdead_0000, Some(1), None, None).is_err());
     }
 }

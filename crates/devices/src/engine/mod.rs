@@ -56,8 +56,8 @@ use std::time::Duration;
 
 use softverbs_core::caps::DeviceCaps;
 use softverbs_core::driver::{
-    AhAttr, DeviceCounters, Driver, DriverQpInit, MrKeys, MwBind, MwType, PortAttr, PortState,
-    QpInfo, QpInit, RecvSource, SrqAttr, Wc,
+    AhAttr, DeviceCounters, Driver, DriverQpInit, MrKeys, MrRereg, MwBind, MwType, PortAttr,
+    PortState, QpInfo, QpInit, RecvSource, SrqAttr, Wc,
 };
 use softverbs_core::efa::EfaDeviceAttr;
 use softverbs_core::events::{AsyncEvent, AsyncEvents, CompChannel};
@@ -746,6 +746,26 @@ impl SoftDevice {
         VerbsError::unsupported(self.name_str(), what)
     }
 
+    fn check_mr_access(&self, access: Access) -> Result<()> {
+        if access.0 & !Access::ALL.0 != 0 {
+            return Err(VerbsError::invalid(format!(
+                "unknown access bits {:#x}",
+                access.0 & !Access::ALL.0
+            )));
+        }
+        if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
+            && !access.contains(Access::LOCAL_WRITE)
+        {
+            return Err(VerbsError::invalid(
+                "REMOTE_WRITE and REMOTE_ATOMIC need LOCAL_WRITE too (IBTA 10.6.3.1)",
+            ));
+        }
+        if access.contains(Access::MW_BIND) && !self.shared.caps.ops.memory_windows {
+            return Err(self.unsupported("memory windows (MW_BIND access)"));
+        }
+        Ok(())
+    }
+
     fn check_pd(st: &State, pd: u32) -> Result<()> {
         if st.pds.contains_key(&pd) {
             Ok(())
@@ -859,33 +879,30 @@ impl Driver for SoftDevice {
         Ok(())
     }
 
-    fn reg_mr(&self, pd: u32, backing: Backing, access: Access) -> Result<MrKeys> {
-        if access.0 & !Access::ALL.0 != 0 {
-            return Err(VerbsError::invalid(format!(
-                "unknown access bits {:#x}",
-                access.0 & !Access::ALL.0
-            )));
-        }
-        if (access.contains(Access::REMOTE_WRITE) || access.contains(Access::REMOTE_ATOMIC))
-            && !access.contains(Access::LOCAL_WRITE)
-        {
-            return Err(VerbsError::invalid(
-                "REMOTE_WRITE and REMOTE_ATOMIC need LOCAL_WRITE too (IBTA 10.6.3.1)",
-            ));
-        }
-        if access.contains(Access::MW_BIND) && !self.shared.caps.ops.memory_windows {
-            return Err(self.unsupported("memory windows (MW_BIND access)"));
-        }
+    fn reg_mr(&self, pd: u32, backing: Backing, iova: u64, access: Access) -> Result<MrKeys> {
+        self.check_mr_access(access)?;
         let mut st = self.lock();
         Self::check_pd(&st, pd)?;
         if st.keys.mrs >= self.shared.caps.max_mr {
             return Err(VerbsError::NoResources("memory regions".into()));
         }
-        let key = st.keys.reg_mr(pd, backing, access)?;
+        let key = st.keys.reg_mr(pd, backing, iova, access)?;
         Ok(MrKeys {
             lkey: key,
             rkey: key,
         })
+    }
+
+    fn rereg_mr(&self, lkey: u32, change: MrRereg) -> Result<()> {
+        if let Some(a) = change.access {
+            self.check_mr_access(a)?;
+        }
+        let mut st = self.lock();
+        if let Some(pd) = change.pd {
+            Self::check_pd(&st, pd)?;
+        }
+        st.keys
+            .rereg_mr(lkey, change.pd, change.access, change.memory)
     }
 
     fn dereg_mr(&self, lkey: u32) -> Result<()> {
