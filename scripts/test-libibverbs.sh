@@ -68,6 +68,7 @@ pair() { # name server-cmd -- client-args (client = server cmd + args)
   src=$?
   rc=$crc
   [ $rc -eq 0 ] && rc=$src
+  last_rc=$rc
   result "$name" $rc "$tmp/srv" "$tmp/cli"
 }
 
@@ -88,9 +89,24 @@ if command -v ib_write_bw > /dev/null; then
   for t in ib_write_bw ib_send_bw ib_read_bw ib_atomic_bw ib_write_lat ib_send_lat ib_read_lat ib_atomic_lat; do
     pair "$t -x 1 --use_old_post_send" $t -x 1 -n 200 --use_old_post_send
   done
-  # perftest's default path: extended QPs and the ibv_wr_* calls.
+  # perftest's default path. perftest 4.5 takes its ibv_wr_* path only on
+  # devices whose vendor_part_id it knows (mlx5, EFA), so on softverbs (as on
+  # rxe) the default is ibv_post_send too ...
   for t in ib_write_bw ib_send_bw ib_read_bw ib_atomic_bw ib_write_lat ib_send_lat ib_read_lat ib_atomic_lat; do
     pair "$t -x 1" $t -x 1 -n 200
   done
+  # ... and the ibv_wr_* path (extended QPs) runs under a preload that makes
+  # ibv_query_device report a ConnectX-4 part id (the interop suite's -wr
+  # rows do the same); the tool must say "ibv_wr* API : ON".
+  if cc -shared -fPIC -o "$tmp/wr_api.so" "$root/scripts/interop/host/wr_api_preload.c" -ldl 2> "$tmp/cc"; then
+    for t in ib_write_bw ib_send_bw ib_read_bw ib_atomic_bw ib_write_lat ib_send_lat ib_read_lat ib_atomic_lat; do
+      pair "$t -x 1 (ibv_wr_* path)" env LD_PRELOAD="$tmp/wr_api.so" $t -x 1 -n 200
+      if [ "$last_rc" -eq 0 ] && ! grep -qE 'ibv_wr\* API +: ON' "$tmp/cli"; then
+        result "$t -x 1 took the ibv_wr_* path" 1 "$tmp/cli"
+      fi
+    done
+  else
+    result "compile scripts/interop/host/wr_api_preload.c" 1 "$tmp/cc"
+  fi
 fi
 exit $failed

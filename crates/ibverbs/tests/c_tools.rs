@@ -30,6 +30,11 @@ use std::time::Instant;
 /// may not fall below it.
 const PYVERBS_PASSED_FLOOR: u32 = 86;
 
+/// The runs of scripts/test-libibverbs.sh: 4 device queries, 9 pingpongs
+/// and the 8 perftest tools three ways (`--use_old_post_send`, default, and
+/// the `ibv_wr_*` path). A run that silently disappears is a regression too.
+const TOOL_RUNS: usize = 4 + 9 + 3 * 8;
+
 /// The repository, as a plain path (test-pyverbs.sh compares it with the
 /// library's path in /proc/self/maps).
 fn root() -> PathBuf {
@@ -135,7 +140,10 @@ fn rdma_core_programs_run_on_softverbs() {
             "rdma-core tools or perftest failed on softverbs:\n{text}"
         );
         let passed = text.lines().filter(|l| l.starts_with("PASS")).count();
-        assert!(passed > 0, "test-libibverbs.sh ran nothing:\n{text}");
+        assert!(
+            passed >= TOOL_RUNS,
+            "test-libibverbs.sh passed {passed} runs, expected {TOOL_RUNS}:\n{text}"
+        );
     } else {
         eprintln!(
             "SKIP: rdma-core tools not installed (apt-get install -y ibverbs-utils perftest)"
