@@ -66,6 +66,11 @@ pub struct SrdConfig {
     /// or answers a retransmitted or duplicate packet.
     /// 1 acknowledges every packet.
     pub ack_every: u32,
+    /// An initiator context idle this long is closed (UET's CLOSE, answered
+    /// by an ACK of its PSN; the target frees its side then); the next
+    /// work request to that peer opens a fresh one with a SYN. `None`:
+    /// contexts live as long as the endpoint.
+    pub idle_close: Option<Duration>,
     /// The UET job id put in every SES header (constant; not enforced).
     pub job_id: u32,
     /// Congestion control.
@@ -96,6 +101,7 @@ impl SrdConfig {
             reorder_frac: 0.5,
             reorder_max_mult: 8,
             ack_every: 16,
+            idle_close: Some(Duration::from_millis(100)),
             job_id: 1,
             cc: CcConfig::default(),
             seed: 1,

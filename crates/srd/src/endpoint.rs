@@ -110,6 +110,8 @@ pub struct SrdCounters {
     pub pdcs_opened: u64,
     /// Contexts reset after the retry limit.
     pub pdcs_reset: u64,
+    /// Contexts closed after being idle (initiator and target side).
+    pub pdcs_closed: u64,
     /// Paths put on the avoid list after a timeout.
     pub paths_avoided: u64,
     /// Completions with an error status.
@@ -482,6 +484,7 @@ impl SrdEndpoint {
         let pdc = self.pdcs[usize::from(pdc_id)]
             .as_mut()
             .expect("initiator_pdc returns a live PDC");
+        pdc.last_active = now;
         let mut msg_id = pdc.next_msg_id;
         while msg_id == 0 || pdc.msgs.contains_key(&msg_id) {
             msg_id = msg_id.wrapping_add(1);
@@ -556,7 +559,14 @@ impl SrdEndpoint {
 
     fn initiator_pdc(&mut self, peer: Gid) -> u16 {
         if let Some(&id) = self.initiator_by_peer.get(&peer) {
-            return id;
+            match self.pdcs[usize::from(id)].as_ref() {
+                // A closing context finishes its close on its own; new
+                // work opens a fresh one.
+                Some(p) if p.closing.is_some() => {
+                    self.initiator_by_peer.remove(&peer);
+                }
+                _ => return id,
+            }
         }
         let start = self.rng.random_range(0x1_0000u32..0x8000_0000);
         let id = self.alloc_pdc(peer, true, start);
@@ -622,6 +632,7 @@ impl SrdEndpoint {
         match pkt.pds {
             PdsRepr::Request(req) => {
                 let id = self.rx_pdc(src, req.spdcid, req.dest, req.psn)?;
+                self.touch(id, now);
                 self.on_request(now, id, port, &req, pkt.ses, payload, mem)
             }
             PdsRepr::Ack(ack) => {
@@ -631,11 +642,13 @@ impl SrdEndpoint {
                     _ => None,
                 };
                 self.counters.acks_rcvd += 1;
+                self.touch(id, now);
                 self.on_ack(now, id, &ack, rsp);
                 Ok(())
             }
             PdsRepr::Nack(nack) => {
                 let id = self.pdc_for(src, nack.dpdcid, nack.spdcid)?;
+                self.touch(id, now);
                 self.on_nack(now, id, &nack);
                 Ok(())
             }
@@ -643,7 +656,17 @@ impl SrdEndpoint {
                 let Dest::Pdc(d) = c.dest else {
                     return Err(DropReason::Unexpected);
                 };
-                let id = self.pdc_for(src, d, c.spdcid)?;
+                let id = match self.pdc_for(src, d, c.spdcid) {
+                    Ok(id) => id,
+                    Err(e) if c.ctrl == ControlType::Close => {
+                        // Closed already (our ACK of the first CLOSE was
+                        // lost): acknowledge again from the packet alone.
+                        self.close_ack(src, port, d, c.spdcid, c.psn);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.touch(id, now);
                 self.on_control(id, port, &c);
                 Ok(())
             }
@@ -1137,6 +1160,10 @@ impl SrdEndpoint {
         let Some(pdc) = self.pdcs[usize::from(id)].as_mut() else {
             return;
         };
+        if pdc.closing.is_some() && ack.ack_psn() == pdc.psn(pdc.next_seq) {
+            self.free_pdc(id);
+            return;
+        }
         pdc.ever_acked = true;
         let reference = pdc.unacked.keys().next().copied().unwrap_or(pdc.next_seq);
         // Cumulative point: may be "start - 1" (nothing yet), i.e. seq -1.
@@ -1313,6 +1340,25 @@ impl SrdEndpoint {
     }
 
     fn on_control(&mut self, id: u16, port: u16, c: &ControlRepr) {
+        if c.ctrl == ControlType::Close {
+            // Close once every PSN before the CLOSE's arrived and nothing
+            // of ours (READ data) is outstanding; else the initiator asks
+            // again.
+            let Some(p) = self.pdcs[usize::from(id)].as_ref() else {
+                return;
+            };
+            let done = p.unwrap(c.psn, p.cack_seq) == Some(p.cack_seq)
+                && p.rcvd.is_empty()
+                && p.unacked.is_empty()
+                && p.reads.is_empty()
+                && !p.initiator;
+            if done {
+                let (peer, local, remote) = (p.peer, p.id, p.remote.unwrap_or(0));
+                self.close_ack(peer, port, local, remote, c.psn);
+                self.free_pdc(id);
+            }
+            return;
+        }
         if c.ctrl != ControlType::AckRequest {
             return;
         }
@@ -1326,6 +1372,53 @@ impl SrdEndpoint {
             .get(&msg_id)
             .map(|&(rc, _, len)| response(msg_id, rc, len, job));
         self.ack_now(id, port, rsp);
+    }
+
+    fn touch(&mut self, id: u16, now: Instant) {
+        if let Some(p) = self.pdcs[usize::from(id)].as_mut() {
+            p.last_active = now;
+        }
+    }
+
+    /// The ACK of a CLOSE with PSN `psn`: cumulative up to the PSN before
+    /// it, triggered by it (from our context `local` to the peer's
+    /// `remote`).
+    fn close_ack(&mut self, peer: Gid, port: u16, local: u16, remote: u16, psn: u32) {
+        let ack = AckRepr {
+            next: NextHeader::None,
+            flags: 0,
+            ack_psn_offset: 1,
+            cack_psn: psn.wrapping_sub(1),
+            spdcid: local,
+            dpdcid: remote,
+            cc: None,
+        };
+        self.counters.acks_sent += 1;
+        self.ctrl_q.push_back((
+            peer,
+            port,
+            UetPacketRepr {
+                pds: PdsRepr::Ack(ack),
+                ses: None,
+            },
+        ));
+    }
+
+    /// Forgets context `id` (closed).
+    fn free_pdc(&mut self, id: u16) {
+        let Some(p) = self.pdcs[usize::from(id)].take() else {
+            return;
+        };
+        self.counters.pdcs_closed += 1;
+        if p.initiator {
+            if self.initiator_by_peer.get(&p.peer) == Some(&id) {
+                self.initiator_by_peer.remove(&p.peer);
+            }
+        } else if let Some(r) = p.remote {
+            if self.target_by_peer.get(&(p.peer, r)) == Some(&id) {
+                self.target_by_peer.remove(&(p.peer, r));
+            }
+        }
     }
 
     fn try_complete(&mut self, now: Instant, id: u16, msg_id: u16) {
@@ -1429,6 +1522,11 @@ impl SrdEndpoint {
                     at(r);
                 }
             }
+            match (p.closing, self.cfg.idle_close) {
+                (Some((r, _)), _) => at(r),
+                (None, Some(idle)) if p.is_idle() => at(p.last_active + idle),
+                _ => {}
+            }
         }
         t
     }
@@ -1440,6 +1538,8 @@ impl SrdEndpoint {
         let mut reset = Vec::new();
         let mut ack_reqs = Vec::new();
         let mut penalize = Vec::new();
+        let mut closes = Vec::new();
+        let mut forget = Vec::new();
         for p in self.pdcs.iter_mut().flatten() {
             let rto =
                 p.cc.rto(self.cfg.min_rto, self.cfg.max_rto, self.cfg.initial_rto);
@@ -1495,6 +1595,56 @@ impl SrdEndpoint {
             if dead {
                 reset.push(p.id);
             }
+            // Idle: close (CLOSE carries the next PSN; the target ACKs it
+            // once everything before it arrived), retried like a packet.
+            let idle_due = self
+                .cfg
+                .idle_close
+                .is_some_and(|i| p.is_idle() && now >= p.last_active + i);
+            match p.closing {
+                Some((r, tries)) if now >= r => {
+                    if tries >= self.cfg.max_retries {
+                        forget.push(p.id);
+                    } else {
+                        p.closing =
+                            Some((now + backoff(rto, tries + 1, self.cfg.max_rto), tries + 1));
+                        closes.push((p.id, true));
+                    }
+                }
+                None if idle_due => {
+                    p.closing = Some((now + rto, 0));
+                    closes.push((p.id, false));
+                }
+                _ => {}
+            }
+        }
+        for (id, retx) in closes {
+            let Some(p) = self.pdcs[usize::from(id)].as_ref() else {
+                continue;
+            };
+            let Some(remote) = p.remote else { continue };
+            let c = ControlRepr {
+                ctrl: ControlType::Close,
+                retx,
+                ack_req: true,
+                opaque: 0,
+                psn: p.psn(p.next_seq),
+                spdcid: p.id,
+                dest: Dest::Pdc(remote),
+                payload: 0,
+            };
+            self.ctrl_q.push_back((
+                p.peer,
+                ENTROPY_BASE_PORT,
+                UetPacketRepr {
+                    pds: PdsRepr::Control(c),
+                    ses: None,
+                },
+            ));
+        }
+        for id in forget {
+            // The peer never confirmed: nothing was outstanding, forget it.
+            self.free_pdc(id);
         }
         for (pdc, msg) in ack_reqs {
             let Some(p) = self.pdcs[usize::from(pdc)].as_ref() else {

@@ -163,6 +163,10 @@ pub(crate) struct Pdc {
     pub in_msgs: BTreeMap<u16, InMsg>,
     pub done: BTreeMap<u16, (ReturnCode, u64, u32)>,
     pub owed: Option<OwedAck>,
+    // close (initiator): last activity; while closing, the next CLOSE
+    // retransmission and how many went out
+    pub last_active: Instant,
+    pub closing: Option<(Instant, u32)>,
     // RACK's adaptive reordering window
     pub reo_mult: u32,
     pub reo_clean: u32,
@@ -198,6 +202,8 @@ impl Pdc {
             in_msgs: BTreeMap::new(),
             done: BTreeMap::new(),
             owed: None,
+            last_active: Instant::ZERO,
+            closing: None,
             reo_mult: 1,
             reo_clean: 0,
         }
@@ -252,6 +258,20 @@ impl Pdc {
                 .min_by_key(|&p| self.path_bad_until[usize::from(p)])
                 .unwrap_or(0)
         })
+    }
+
+    /// True when an initiator context has nothing left to do in either
+    /// direction (it may be closed).
+    pub fn is_idle(&self) -> bool {
+        self.initiator
+            && self.remote.is_some()
+            && self.msgs.is_empty()
+            && self.unacked.is_empty()
+            && self.send_q.is_empty()
+            && self.retx_q.is_empty()
+            && self.reads.is_empty()
+            && self.rcvd.is_empty()
+            && self.in_msgs.is_empty()
     }
 
     /// Avoids `path` for `base`, doubled for every penalty in a row since it

@@ -885,6 +885,7 @@ fn add(a: &mut SrdCounters, b: &SrdCounters) {
     a.dropped += b.dropped;
     a.pdcs_opened += b.pdcs_opened;
     a.pdcs_reset += b.pdcs_reset;
+    a.pdcs_closed += b.pdcs_closed;
     a.paths_avoided += b.paths_avoided;
     a.completion_errors += b.completion_errors;
 }
