@@ -547,6 +547,15 @@ fn mr_backing(b: &Bundle<'_>, d: &ContextData) -> Result<(Backing, u64), UapiErr
         (false, true) => {
             let mut r = Rd::new(b.bytes_in(MR_RANGE)?, MR_RANGE_SIZE);
             let (offset, len, iova) = (r.u64(), r.u64(), r.u64());
+            let page = crate::mem::PAGE_SIZE as u64 - 1;
+            if iova & page != offset & page {
+                return Err(invalid(format!(
+                    "MR iova {iova:#x} and its memory at offset {offset:#x} of the memfd lie \
+                     at different offsets within a {}-byte page; give an iova with the same \
+                     page offset (as Linux requires)",
+                    crate::mem::PAGE_SIZE
+                )));
+            }
             if iova.checked_add(len).is_none() {
                 return Err(invalid(format!(
                     "MR iova {iova:#x} + length {len} overflows"

@@ -181,32 +181,69 @@ impl Ctx {
         }
     }
 
-    /// Registers a whole block: in the daemon backend it must be a
-    /// [`MemBlock::shared`] one (its memfd is passed to the daemon).
-    pub fn reg_block(&self, pd: Handle, block: &Arc<MemBlock>, access: Access) -> Result<MrRef> {
+    /// Registers a whole block, addressed as `iova` (`None`: its own
+    /// address): in the daemon backend it must be a [`MemBlock::shared`]
+    /// one (its memfd is passed to the daemon).
+    pub fn reg_block(
+        &self,
+        pd: Handle,
+        block: &Arc<MemBlock>,
+        iova: Option<u64>,
+        access: Access,
+    ) -> Result<MrRef> {
         match self {
-            Ctx::Embedded(u) => u.reg_mr(pd, Backing::Block(block.clone()), access),
+            Ctx::Embedded(u) => u.reg_mr_iova(pd, Backing::Block(block.clone()), iova, access),
             Ctx::Daemon(d) => {
-                let fd = block
-                    .memfd()
-                    .ok_or_else(|| {
-                        VerbsError::invalid(
-                            "the daemon backend registers shared memory only: \
-                             use Pd::reg_mr or a MemBlock::shared block",
-                        )
-                    })?
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map_err(|e| VerbsError::Io(e.to_string()))?;
+                let fd = block_memfd(block)?;
+                let iova = iova.unwrap_or(block.addr());
                 d.client
-                    .reg_mr_memfd(pd, fd, 0, block.len() as u64, block.addr(), access)
+                    .reg_mr_memfd(pd, fd, 0, block.len() as u64, iova, access)
             }
         }
     }
 
-    pub fn reg_raw(&self, pd: Handle, raw: RawMem, access: Access) -> Result<MrRef> {
+    /// Re-registers a region in place (`ibv_rereg_mr`), keys kept; new
+    /// memory in the daemon backend must be a [`MemBlock::shared`] block.
+    pub fn rereg_mr(
+        &self,
+        mr: Handle,
+        pd: Option<Handle>,
+        access: Option<Access>,
+        memory: Option<(Backing, Option<u64>)>,
+    ) -> Result<MrRef> {
         match self {
-            Ctx::Embedded(u) => u.reg_mr(pd, Backing::Raw(raw), access),
+            Ctx::Embedded(u) => u.rereg_mr(mr, pd, access, memory),
+            Ctx::Daemon(d) => {
+                let memfd = match memory {
+                    None => None,
+                    Some((Backing::Block(block), iova)) => Some((
+                        block_memfd(&block)?,
+                        0,
+                        block.len() as u64,
+                        iova.unwrap_or(block.addr()),
+                    )),
+                    Some(_) => {
+                        return Err(daemon_unsupported(
+                            d,
+                            "re-registering a region over raw memory (the daemon cannot \
+                             reach it: use a MemBlock::shared block)",
+                        ))
+                    }
+                };
+                d.client.rereg_mr_memfd(mr, pd, access, memfd)
+            }
+        }
+    }
+
+    pub fn reg_raw(
+        &self,
+        pd: Handle,
+        raw: RawMem,
+        iova: Option<u64>,
+        access: Access,
+    ) -> Result<MrRef> {
+        match self {
+            Ctx::Embedded(u) => u.reg_mr_iova(pd, Backing::Raw(raw), iova, access),
             Ctx::Daemon(d) => Err(daemon_unsupported(
                 d,
                 "registering raw memory (the daemon cannot reach it: use Pd::reg_mr)",
@@ -445,6 +482,21 @@ impl Ctx {
             )?))),
         }
     }
+}
+
+/// A dup of a shared block's memfd, to pass to the daemon.
+fn block_memfd(block: &MemBlock) -> Result<std::os::fd::OwnedFd> {
+    block
+        .memfd()
+        .ok_or_else(|| {
+            VerbsError::invalid(
+                "the daemon backend registers shared memory only: \
+                 use Pd::reg_mr or a MemBlock::shared block",
+            )
+        })?
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| VerbsError::Io(e.to_string()))
 }
 
 /// A QP's send and receive rings in the daemon backend (no receive ring

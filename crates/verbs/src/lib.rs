@@ -67,7 +67,7 @@ pub use backend::{Backend, BACKEND_ENV};
 pub use context::Context;
 pub use cq::{CompletionChannel, Cq};
 pub use device::{counters, devices, resources, DeviceInfo};
-pub use mr::{Mr, Mw, SendWrExt};
+pub use mr::{Mr, Mw, Rereg, SendWrExt};
 pub use pd::{Ah, Pd};
 pub use qp::{ConnectOptions, Endpoint, Qp, QpInitAttr};
 pub use srq::Srq;

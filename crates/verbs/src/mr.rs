@@ -1,61 +1,184 @@
 //! Memory regions and windows.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use softverbs_core::driver::MwType;
-use softverbs_core::mem::MemBlock;
+use softverbs_core::mem::{Backing, MemBlock, RawMem};
+use softverbs_core::uapi::Handle;
 use softverbs_core::{MrRef, MwRef};
 use softverbs_transport::{inc_rkey, Access, MwBindReq, SendWr, Sge};
 
-use crate::pd::PdInner;
+use crate::backend::Ctx;
+use crate::pd::{Pd, PdInner};
 use crate::qp::Qp;
 use crate::{Result, VerbsError};
 
 pub(crate) struct MrInner {
-    pub pd: Arc<PdInner>,
-    pub r: MrRef,
-    pub block: Option<Arc<MemBlock>>,
+    /// The context (and, through `state.pd`, the PD) the region lives in.
+    pub uctx: Arc<Ctx>,
+    pub handle: Handle,
+    pub lkey: u32,
+    pub rkey: u32,
+    state: Mutex<MrState>,
+}
+
+/// What [`Mr::rereg`] may change.
+struct MrState {
+    pd: Arc<PdInner>,
+    addr: u64,
+    len: u64,
+    block: Option<Arc<MemBlock>>,
+}
+
+impl MrInner {
+    pub(crate) fn new(pd: Arc<PdInner>, r: MrRef, block: Option<Arc<MemBlock>>) -> Self {
+        MrInner {
+            uctx: pd.uctx.clone(),
+            handle: r.handle,
+            lkey: r.lkey,
+            rkey: r.rkey,
+            state: Mutex::new(MrState {
+                pd,
+                addr: r.addr,
+                len: r.len,
+                block,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, MrState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Drop for MrInner {
     fn drop(&mut self) {
-        let _ = self.pd.uctx.dereg_mr(self.r.handle);
+        let _ = self.uctx.dereg_mr(self.handle);
     }
 }
 
 /// A registered memory region (`ibv_mr`). The bytes live as long as the
 /// region or any clone of its block: deregistration (on drop) cannot free
 /// memory the device still holds.
+///
+/// Every region has an iova, its RDMA address ([`Mr::addr`]): local SGEs,
+/// the remote address of RDMA operations and window binds name its bytes
+/// from there on. It is the memory's own address unless the region was
+/// registered with another ([`Pd::reg_mr_iova`], `ibv_reg_mr_iova2`).
+///
+/// [`Pd::reg_mr_iova`]: crate::Pd::reg_mr_iova
 #[derive(Clone)]
 pub struct Mr {
     pub(crate) inner: Arc<MrInner>,
 }
 
+/// New memory for [`Mr::rereg`].
+enum NewMemory {
+    Block(Arc<MemBlock>),
+    Raw(RawMem),
+}
+
+/// What [`Mr::rereg`] changes (`ibv_rereg_mr`'s flags): the protection
+/// domain (`IBV_REREG_MR_CHANGE_PD`), the access
+/// (`IBV_REREG_MR_CHANGE_ACCESS`) and/or the memory with its iova
+/// (`IBV_REREG_MR_CHANGE_TRANSLATION`). What is not set stays.
+///
+/// ```
+/// use softverbs::{Access, Rereg};
+/// let r = Rereg::new().access(Access::LOCAL_WRITE);
+/// # let _ = r;
+/// ```
+#[derive(Default)]
+pub struct Rereg {
+    pd: Option<Pd>,
+    access: Option<Access>,
+    memory: Option<NewMemory>,
+    iova: Option<u64>,
+}
+
+impl Rereg {
+    /// A request that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Move the region to `pd` (of the same context).
+    pub fn pd(mut self, pd: &Pd) -> Self {
+        self.pd = Some(pd.clone());
+        self
+    }
+
+    /// Replace its access flags.
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// Replace its memory by the whole of `block` (in the daemon backend a
+    /// [`MemBlock::shared`] one), addressed by the block's own address
+    /// unless [`Rereg::iova`] says otherwise.
+    pub fn block(mut self, block: Arc<MemBlock>) -> Self {
+        self.memory = Some(NewMemory::Block(block));
+        self
+    }
+
+    /// Replace its memory by `len` bytes at `ptr`, as
+    /// [`Pd::reg_mr_raw`](crate::Pd::reg_mr_raw) registers them.
+    ///
+    /// # Safety
+    /// As for `reg_mr_raw`: the memory stays valid, and untouched by the
+    /// application while an operation may access it, until the region is
+    /// re-registered again or dropped (with every clone).
+    #[allow(unsafe_code)] // the caller's contract is written above
+    pub unsafe fn raw(mut self, ptr: *mut u8, len: usize) -> Self {
+        // SAFETY: forwarded to the caller.
+        self.memory = Some(NewMemory::Raw(unsafe { RawMem::new(ptr, len) }));
+        self
+    }
+
+    /// The iova of the new memory (its offset within a page must be the
+    /// memory's); only with [`Rereg::block`] or [`Rereg::raw`].
+    pub fn iova(mut self, iova: u64) -> Self {
+        self.iova = Some(iova);
+        self
+    }
+}
+
 impl Mr {
     /// Local key.
     pub fn lkey(&self) -> u32 {
-        self.inner.r.lkey
+        self.inner.lkey
     }
 
     /// Remote key.
     pub fn rkey(&self) -> u32 {
-        self.inner.r.rkey
+        self.inner.rkey
     }
 
-    /// Virtual address of the first byte (what a peer uses with the rkey).
+    /// The region's iova, the RDMA address of its first byte (what a peer
+    /// uses with the rkey, and what local SGEs name): the memory's own
+    /// address unless registered with another.
     pub fn addr(&self) -> u64 {
-        self.inner.r.addr
+        self.inner.state().addr
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.inner.r.len as usize
+        self.inner.state().len as usize
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The protection domain it is registered in (changes with
+    /// [`Mr::rereg`]).
+    pub fn pd(&self) -> Pd {
+        Pd {
+            inner: self.inner.state().pd.clone(),
+        }
     }
 
     /// An SGE for `len` bytes at `offset` into the region.
@@ -68,16 +191,76 @@ impl Mr {
     }
 
     /// The shared block behind the region (`None` for raw registrations).
-    pub fn block(&self) -> Option<&Arc<MemBlock>> {
-        self.inner.block.as_ref()
+    pub fn block(&self) -> Option<Arc<MemBlock>> {
+        self.inner.state().block.clone()
     }
 
-    fn owned(&self) -> Result<&MemBlock> {
-        self.inner.block.as_deref().ok_or_else(|| {
+    fn owned(&self) -> Result<Arc<MemBlock>> {
+        self.block().ok_or_else(|| {
             VerbsError::invalid(
                 "this region was registered from raw memory: access it through your pointer",
             )
         })
+    }
+
+    /// Re-register the region in place (`ibv_rereg_mr`): another PD,
+    /// other access rights and/or other memory, while its lkey and rkey
+    /// stay (peers keep using the same rkey). All or nothing: on an error
+    /// the region is as it was. A region with windows bound is refused
+    /// (`Busy`); work posted earlier with the old addresses, PD or rights
+    /// fails its checks from now on. In the daemon backend new memory must
+    /// be a [`MemBlock::shared`] block.
+    ///
+    /// ```no_run
+    /// # use softverbs::*;
+    /// # use std::sync::Arc;
+    /// # fn f(ctx: &Context) -> Result<()> {
+    /// let pd = ctx.alloc_pd()?;
+    /// let mr = pd.reg_mr(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)?;
+    /// let rkey = mr.rkey();
+    /// // Remote writes with `rkey` now land in a new, larger buffer...
+    /// mr.rereg(Rereg::new().block(Arc::new(MemBlock::new(8192))))?;
+    /// // ... and then are refused.
+    /// mr.rereg(Rereg::new().access(Access::LOCAL_WRITE))?;
+    /// assert_eq!((mr.rkey(), mr.len()), (rkey, 8192));
+    /// # Ok(()) }
+    /// ```
+    pub fn rereg(&self, req: Rereg) -> Result<()> {
+        let uctx = &self.inner.uctx;
+        if let Some(pd) = &req.pd {
+            if !Arc::ptr_eq(&pd.inner.uctx, uctx) {
+                return Err(VerbsError::invalid(
+                    "Mr::rereg: the new PD belongs to another context than the region",
+                ));
+            }
+        }
+        if req.iova.is_some() && req.memory.is_none() {
+            return Err(VerbsError::invalid(
+                "Mr::rereg: an iova goes with new memory (Rereg::block or Rereg::raw)",
+            ));
+        }
+        let (memory, block) = match req.memory {
+            None => (None, None),
+            Some(NewMemory::Block(b)) => (Some((Backing::Block(b.clone()), req.iova)), Some(b)),
+            Some(NewMemory::Raw(r)) => (Some((Backing::Raw(r), req.iova)), None),
+        };
+        let changes_memory = memory.is_some();
+        let r = uctx.rereg_mr(
+            self.inner.handle,
+            req.pd.as_ref().map(|p| p.inner.r.handle),
+            req.access,
+            memory,
+        )?;
+        let mut st = self.inner.state();
+        if let Some(pd) = req.pd {
+            st.pd = pd.inner;
+        }
+        st.addr = r.addr;
+        st.len = r.len;
+        if changes_memory {
+            st.block = block;
+        }
+        Ok(())
     }
 
     /// Copy bytes out of the region.
@@ -157,7 +340,7 @@ impl Mw {
         let rkey = uctx.bind_mw(
             qp.inner.r.handle,
             self.inner.r.handle,
-            mr.inner.r.handle,
+            mr.inner.handle,
             mr.addr() + offset as u64,
             len as u64,
             access,

@@ -38,27 +38,57 @@ impl Pd {
     /// buffer is a sealed memfd that the daemon maps too
     /// ([`MemBlock::shared`]).
     pub fn reg_mr(&self, len: usize, access: Access) -> Result<Mr> {
+        self.reg_owned(len, None, access)
+    }
+
+    /// Like [`Pd::reg_mr`], with the region addressed as `iova`
+    /// (`ibv_reg_mr_iova2`): local SGEs, the remote address of RDMA
+    /// operations and window binds name its first byte `iova`, wherever the
+    /// buffer lies. The buffer is page-aligned, so `iova` must be too (as
+    /// Linux requires the iova's offset within a page to be the memory's).
+    ///
+    /// ```no_run
+    /// # use softverbs::*;
+    /// # fn f(ctx: &Context) -> Result<()> {
+    /// let pd = ctx.alloc_pd()?;
+    /// let mr = pd.reg_mr_iova(8192, 0x1_0000_0000, Access::LOCAL_WRITE | Access::REMOTE_WRITE)?;
+    /// assert_eq!(mr.addr(), 0x1_0000_0000);
+    /// // A peer writes at `0x1_0000_0000 + n` with `mr.rkey()`; locally,
+    /// // `mr.sge(n, len)` names the same bytes.
+    /// # Ok(()) }
+    /// ```
+    pub fn reg_mr_iova(&self, len: usize, iova: u64, access: Access) -> Result<Mr> {
+        self.reg_owned(len, Some(iova), access)
+    }
+
+    fn reg_owned(&self, len: usize, iova: Option<u64>, access: Access) -> Result<Mr> {
         let block = if self.inner.uctx.is_daemon() {
             MemBlock::shared(len).map_err(|e| VerbsError::Io(e.to_string()))?
         } else {
             MemBlock::new(len)
         };
-        self.reg_block(Arc::new(block), access)
+        self.reg_block_at(Arc::new(block), iova, access)
     }
 
     /// Register an existing shared block (in the daemon backend, a
     /// [`MemBlock::shared`] one).
     pub fn reg_block(&self, block: Arc<MemBlock>, access: Access) -> Result<Mr> {
+        self.reg_block_at(block, None, access)
+    }
+
+    /// [`Pd::reg_block`] with the region addressed as `iova` (see
+    /// [`Pd::reg_mr_iova`]).
+    pub fn reg_block_iova(&self, block: Arc<MemBlock>, iova: u64, access: Access) -> Result<Mr> {
+        self.reg_block_at(block, Some(iova), access)
+    }
+
+    fn reg_block_at(&self, block: Arc<MemBlock>, iova: Option<u64>, access: Access) -> Result<Mr> {
         let r = self
             .inner
             .uctx
-            .reg_block(self.inner.r.handle, &block, access)?;
+            .reg_block(self.inner.r.handle, &block, iova, access)?;
         Ok(Mr {
-            inner: Arc::new(MrInner {
-                pd: self.inner.clone(),
-                r,
-                block: Some(block),
-            }),
+            inner: Arc::new(MrInner::new(self.inner.clone(), r, Some(block))),
         })
     }
 
@@ -72,14 +102,45 @@ impl Pd {
     #[allow(unsafe_code)] // the caller's contract is written above
     pub unsafe fn reg_mr_raw(&self, ptr: *mut u8, len: usize, access: Access) -> Result<Mr> {
         // SAFETY: forwarded to the caller.
+        unsafe { self.reg_raw_at(ptr, len, None, access) }
+    }
+
+    /// [`Pd::reg_mr_raw`] with the region addressed as `iova`
+    /// (`ibv_reg_mr_iova2`; see [`Pd::reg_mr_iova`]): `iova` must have the
+    /// offset within a 4096-byte page that `ptr` has.
+    ///
+    /// # Safety
+    /// As [`Pd::reg_mr_raw`].
+    #[allow(unsafe_code)] // the caller's contract is written above
+    pub unsafe fn reg_mr_raw_iova(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        iova: u64,
+        access: Access,
+    ) -> Result<Mr> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.reg_raw_at(ptr, len, Some(iova), access) }
+    }
+
+    /// # Safety
+    /// As [`Pd::reg_mr_raw`].
+    #[allow(unsafe_code)] // the caller's contract is written on the callers
+    unsafe fn reg_raw_at(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        iova: Option<u64>,
+        access: Access,
+    ) -> Result<Mr> {
+        // SAFETY: forwarded to the caller.
         let raw = unsafe { RawMem::new(ptr, len) };
-        let r = self.inner.uctx.reg_raw(self.inner.r.handle, raw, access)?;
+        let r = self
+            .inner
+            .uctx
+            .reg_raw(self.inner.r.handle, raw, iova, access)?;
         Ok(Mr {
-            inner: Arc::new(MrInner {
-                pd: self.inner.clone(),
-                r,
-                block: None,
-            }),
+            inner: Arc::new(MrInner::new(self.inner.clone(), r, None)),
         })
     }
 
