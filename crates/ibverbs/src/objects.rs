@@ -3,9 +3,9 @@
 #![allow(unsafe_code)] // C entry points (#[no_mangle]) and raw pointers from C
 
 use core::ffi::{c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use softverbs::{Access, Ah, AhAttr, Mr, Mw, MwType, Pd};
+use softverbs::{Access, Ah, AhAttr, Mr, Mw, MwType, Pd, Rereg};
 
 use crate::context::ctx_ref;
 use crate::sys;
@@ -32,7 +32,8 @@ pub(crate) struct MrBox {
     pub c: sys::ibv_mr,
     magic: u64,
     pub mr: Mr,
-    pd: *const PdBox,
+    /// Its PD (changes with `ibv_rereg_mr`).
+    pd: AtomicPtr<PdBox>,
 }
 
 /// A memory window.
@@ -151,17 +152,16 @@ fn reg_mr(
     if addr.is_null() && length != 0 {
         return null(EINVAL);
     }
-    if iova != addr as u64 {
-        // softverbs regions are addressed by their virtual address.
-        return null(EOPNOTSUPP);
-    }
     let access = match access_from_c(access) {
         Ok(a) => a,
         Err(e) => return null(e),
     };
+    // The region is addressed by `iova` (SGEs, RDMA addresses, binds), its
+    // bytes live at `addr`; an iova at another page offset than `addr` is
+    // EINVAL, as Linux's ib_uverbs_reg_mr answers.
     // SAFETY: the C caller owns the memory and keeps it valid until
     // ibv_dereg_mr, as libibverbs requires of it.
-    let mr = match unsafe { pb.pd.reg_mr_raw(addr.cast(), length, access) } {
+    let mr = match unsafe { pb.pd.reg_mr_raw_iova(addr.cast(), length, iova, access) } {
         Ok(m) => m,
         Err(e) => return null(report("ibv_reg_mr", &e)),
     };
@@ -179,7 +179,7 @@ fn reg_mr(
         c,
         magic: MR_MAGIC,
         mr,
-        pd: pb,
+        pd: AtomicPtr::new((pb as *const PdBox).cast_mut()),
     }))
     .cast()
 }
@@ -199,7 +199,9 @@ pub unsafe extern "C" fn ibv_reg_mr(
     reg_mr(pd, addr, length, addr as u64, access as c_uint)
 }
 
-/// `ibv_reg_mr_iova`: only `iova == addr` is supported (`EOPNOTSUPP` else).
+/// `ibv_reg_mr_iova`: the region's bytes live at `addr`, its RDMA address
+/// (what SGEs, remote addresses and window binds name) is `iova`, which
+/// must have `addr`'s offset within a page (`EINVAL` else, as on Linux).
 ///
 /// # Safety
 /// As `ibv_reg_mr`.
@@ -214,7 +216,8 @@ pub unsafe extern "C" fn ibv_reg_mr_iova(
     reg_mr(pd, addr, length, iova, access as c_uint)
 }
 
-/// `ibv_reg_mr_iova2`: only `iova == addr` is supported (`EOPNOTSUPP` else).
+/// `ibv_reg_mr_iova2`: as `ibv_reg_mr_iova` (optional access bits are
+/// dropped, as libibverbs does for a device without them).
 ///
 /// # Safety
 /// As `ibv_reg_mr`.
@@ -239,18 +242,38 @@ pub unsafe extern "C" fn ibv_dereg_mr(mr: *mut sys::ibv_mr) -> c_int {
         return EINVAL;
     };
     // SAFETY: the PD outlives its regions (dealloc_pd refuses while in use).
-    unsafe { &*b.pd }.users.fetch_sub(1, Ordering::AcqRel);
+    unsafe { &*b.pd.load(Ordering::Acquire) }
+        .users
+        .fetch_sub(1, Ordering::AcqRel);
     free_box!(b, MrBox);
     0
 }
 
-/// `ibv_rereg_mr`: the arguments are checked as libibverbs does
-/// (`IBV_REREG_MR_ERR_INPUT` with errno `EINVAL`); a valid request fails
-/// with `IBV_REREG_MR_ERR_CMD` and errno `EOPNOTSUPP`, as on Linux 6.1 rxe
-/// (softverbs cannot yet change a region while keeping its keys).
+/// `ibv_rereg_mr`: changes the region's PD (`IBV_REREG_MR_CHANGE_PD`), its
+/// access (`IBV_REREG_MR_CHANGE_ACCESS`) and/or its memory
+/// (`IBV_REREG_MR_CHANGE_TRANSLATION`: `length` bytes at `addr`, addressed
+/// as `addr` from now on) in place, keeping `lkey` and `rkey`, as rxe and
+/// mlx5 keep them; 0 on success, with `mr->pd`, `mr->addr` and
+/// `mr->length` updated as libibverbs updates them.
+///
+/// Errors, as the man page lists them: `IBV_REREG_MR_ERR_INPUT` with errno
+/// `EINVAL` for arguments libibverbs itself refuses (unknown flags, a
+/// translation without address or length, access bits without
+/// `CHANGE_ACCESS`; here also a NULL or foreign `mr` or new `pd`);
+/// `IBV_REREG_MR_ERR_CMD` with the errno of the refused command: `EINVAL`
+/// (nothing to change, REMOTE_WRITE without LOCAL_WRITE, a PD of another
+/// context), `EBUSY` (memory windows are bound to the region, as Linux's
+/// `ib_uverbs_rereg_mr` refused a region in use), `EOPNOTSUPP` (access bits
+/// softverbs does not support). The region is unchanged after any error.
+/// `IBV_REREG_MR_ERR_DONT_FORK_NEW`, `_DO_FORK_OLD` and
+/// `_CMD_AND_DO_FORK_NEW` never occur: softverbs pins no pages, so fork
+/// protection has nothing to do (`ibv_is_fork_initialized` is
+/// `IBV_FORK_UNNEEDED`).
 ///
 /// # Safety
-/// `mr` came from `ibv_reg_mr`.
+/// `mr` came from `ibv_reg_mr`; with `CHANGE_TRANSLATION`, `length` bytes
+/// at `addr` stay valid until the region is deregistered or changed again;
+/// with `CHANGE_PD`, `pd` came from `ibv_alloc_pd`.
 #[no_mangle]
 pub unsafe extern "C" fn ibv_rereg_mr(
     mr: *mut sys::ibv_mr,
@@ -261,17 +284,65 @@ pub unsafe extern "C" fn ibv_rereg_mr(
     access: c_int,
 ) -> c_int {
     let flags = flags as c_uint;
-    let bad = mr_ref(mr).is_none()
-        || flags & !sys::IBV_REREG_MR_FLAGS_SUPPORTED != 0
-        || (flags & sys::IBV_REREG_MR_CHANGE_TRANSLATION != 0 && (addr.is_null() || length == 0))
-        || (flags & sys::IBV_REREG_MR_CHANGE_PD != 0 && pd_ref(pd).is_none())
-        || (access != 0 && flags & sys::IBV_REREG_MR_CHANGE_ACCESS == 0);
+    let change_pd = flags & sys::IBV_REREG_MR_CHANGE_PD != 0;
+    let change_access = flags & sys::IBV_REREG_MR_CHANGE_ACCESS != 0;
+    let change_translation = flags & sys::IBV_REREG_MR_CHANGE_TRANSLATION != 0;
+    let Some(b) = mr_ref(mr) else {
+        set_errno(EINVAL);
+        return sys::IBV_REREG_MR_ERR_INPUT;
+    };
+    // `pd` means something only with CHANGE_PD (libibverbs ignores it else).
+    let new_pb = if change_pd { pd_ref(pd) } else { None };
+    let bad = flags & !sys::IBV_REREG_MR_FLAGS_SUPPORTED != 0
+        || (change_translation && (addr.is_null() || length == 0))
+        || (change_pd && new_pb.is_none())
+        || (access != 0 && !change_access);
     if bad {
         set_errno(EINVAL);
         return sys::IBV_REREG_MR_ERR_INPUT;
     }
-    set_errno(EOPNOTSUPP);
-    sys::IBV_REREG_MR_ERR_CMD
+    let mut req = Rereg::new();
+    if let (true, Some(p)) = (change_pd, new_pb) {
+        req = req.pd(&p.pd);
+    }
+    if change_access {
+        match access_from_c(access as c_uint) {
+            Ok(a) => req = req.access(a),
+            Err(e) => {
+                set_errno(e);
+                return sys::IBV_REREG_MR_ERR_CMD;
+            }
+        }
+    }
+    if change_translation {
+        // SAFETY: the caller keeps `length` bytes at `addr` valid while the
+        // region covers them (this function's contract, libibverbs's).
+        req = unsafe { req.raw(addr.cast(), length) };
+    }
+    if let Err(e) = b.mr.rereg(req) {
+        set_errno(report("ibv_rereg_mr", &e));
+        return sys::IBV_REREG_MR_ERR_CMD;
+    }
+    if let (true, Some(p)) = (change_pd, new_pb) {
+        p.users.fetch_add(1, Ordering::AcqRel);
+        let old = b.pd.swap((p as *const PdBox).cast_mut(), Ordering::AcqRel);
+        // SAFETY: the old PD outlived the region until now (dealloc_pd
+        // refuses while its users count holds the region).
+        unsafe { &*old }.users.fetch_sub(1, Ordering::AcqRel);
+    }
+    // SAFETY: `mr` is the C struct at the start of our live box; its
+    // public fields are the application's to read, ours to update here,
+    // as libibverbs does after a successful rereg.
+    unsafe {
+        if change_pd {
+            core::ptr::addr_of_mut!((*mr).pd).write(pd);
+        }
+        if change_translation {
+            core::ptr::addr_of_mut!((*mr).addr).write(addr);
+            core::ptr::addr_of_mut!((*mr).length).write(length as sys::size_t);
+        }
+    }
+    0
 }
 
 /// `ops.alloc_mw` (behind the header's inline `ibv_alloc_mw`): a type 1 or
@@ -509,7 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn rereg_checks_input_then_is_unsupported() {
+    fn rereg_checks_input_then_changes_the_region() {
         // SAFETY: pointers come from the calls themselves; `buf` outlives
         // the region.
         unsafe {
@@ -530,15 +601,35 @@ mod tests {
                 );
                 assert_eq!(errno(), EINVAL, "flags {flags}");
             }
+            let (lkey, rkey) = ((*mr).lkey, (*mr).rkey);
+            // An unsupported access bit, REMOTE_WRITE without LOCAL_WRITE.
+            for (access, e) in [(1 << 6, EOPNOTSUPP), (2, EINVAL)] {
+                assert_eq!(
+                    ibv_rereg_mr(mr, acc, null.cast(), null, 0, access),
+                    sys::IBV_REREG_MR_ERR_CMD
+                );
+                assert_eq!(errno(), e, "access {access:#x}");
+            }
+            assert_eq!(ibv_rereg_mr(mr, acc, null.cast(), null, 0, 3), 0);
+            // Another PD and other memory: the keys stay.
+            let pd2 = ibv_alloc_pd(ctx);
+            let mut buf2 = [0u8; 128];
+            let flags =
+                (sys::IBV_REREG_MR_CHANGE_PD | sys::IBV_REREG_MR_CHANGE_TRANSLATION) as c_int;
             assert_eq!(
-                ibv_rereg_mr(mr, acc, null.cast(), null, 0, 3),
-                sys::IBV_REREG_MR_ERR_CMD
+                ibv_rereg_mr(mr, flags, pd2, buf2.as_mut_ptr().cast(), buf2.len(), 0),
+                0
             );
-            assert_eq!(errno(), EOPNOTSUPP);
-            // The region is unchanged and still deregisters.
-            assert_eq!((*mr).length, 64);
-            assert_eq!(ibv_dereg_mr(mr), 0);
+            assert_eq!(((*mr).lkey, (*mr).rkey), (lkey, rkey));
+            assert_eq!(
+                ((*mr).pd, (*mr).addr, (*mr).length),
+                (pd2, buf2.as_mut_ptr().cast(), 128)
+            );
+            // The region moved its PD: the old one is free, the new one busy.
+            assert_eq!(ibv_dealloc_pd(pd2), EBUSY);
             assert_eq!(ibv_dealloc_pd(pd), 0);
+            assert_eq!(ibv_dereg_mr(mr), 0);
+            assert_eq!(ibv_dealloc_pd(pd2), 0);
             assert_eq!(crate::context::ibv_close_device(ctx), 0);
             crate::device::ibv_free_device_list(list);
         }

@@ -645,7 +645,10 @@ pub(crate) unsafe extern "C" fn bind_mw(
     let offset = if info.length == 0 {
         0
     } else {
-        match info.addr.checked_sub(mr.c.addr as u64) {
+        // The bind names the region's iova space (rxe checks it against
+        // `mr->ibmr.iova`), which is `mr->addr` unless registered with
+        // ibv_reg_mr_iova2.
+        match info.addr.checked_sub(mr.mr.addr()) {
             Some(o) => o as usize,
             None => return EINVAL,
         }

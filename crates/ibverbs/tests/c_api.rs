@@ -3,7 +3,9 @@
 //! SEND with immediate posted and polled through `ibv_context.ops` (the
 //! header's inlines), a completion channel event, and EBUSY on destroying a
 //! CQ that a QP uses; memory windows (type 1 bound by `ibv_bind_mw`, type 2
-//! by a BIND_MW work request, then invalidated) with an extended CQ.
+//! by a BIND_MW work request, then invalidated) with an extended CQ; a
+//! region addressed by an iova (`ibv_reg_mr_iova2`) and changed in place by
+//! `ibv_rereg_mr` with its rkey kept.
 
 #![allow(unsafe_code)] // the point: calling the C entry points
 
@@ -21,6 +23,21 @@ extern "C" {
     fn ibv_dealloc_pd(p: *mut ibv_pd) -> c_int;
     fn ibv_reg_mr(p: *mut ibv_pd, a: *mut c_void, l: usize, acc: c_int) -> *mut ibv_mr;
     fn ibv_dereg_mr(m: *mut ibv_mr) -> c_int;
+    fn ibv_reg_mr_iova2(
+        p: *mut ibv_pd,
+        a: *mut c_void,
+        l: usize,
+        iova: u64,
+        acc: u32,
+    ) -> *mut ibv_mr;
+    fn ibv_rereg_mr(
+        m: *mut ibv_mr,
+        flags: c_int,
+        p: *mut ibv_pd,
+        a: *mut c_void,
+        l: usize,
+        acc: c_int,
+    ) -> c_int;
     fn ibv_create_comp_channel(c: *mut ibv_context) -> *mut ibv_comp_channel;
     fn ibv_destroy_comp_channel(c: *mut ibv_comp_channel) -> c_int;
     fn ibv_create_cq(
@@ -434,6 +451,115 @@ fn memory_windows_with_an_extended_cq() {
         assert_eq!(ibv_dereg_mr(mr), 0);
         a.buf.clear();
         b.buf.clear();
+        for s in [a, b] {
+            assert_eq!(ibv_destroy_qp(s.qp), 0);
+            assert_eq!(ibv_destroy_cq(s.cq), 0);
+            assert_eq!(ibv_destroy_comp_channel(s.ch), 0);
+            assert_eq!(ibv_dereg_mr(s.mr), 0);
+            assert_eq!(ibv_dealloc_pd(s.pd), 0);
+            assert_eq!(ibv_close_device(s.ctx), 0);
+        }
+        ibv_free_device_list(list);
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn iova_regions_and_rereg_through_the_c_api() {
+    unsafe {
+        let list = ibv_get_device_list(null_mut());
+        let (mut a, b) = (side(*list), side(*list.add(1)));
+        let access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+        connect_with(&a, &b, access);
+        connect_with(&b, &a, access);
+        // B's buffer, addressed as `iova` (same offset within a page).
+        let mut mem = vec![0u8; 8192];
+        let host = mem.as_mut_ptr();
+        let iova = 0x10_0000_0000u64 | (host as u64 & 0xfff);
+        let mr = ibv_reg_mr_iova2(
+            b.pd,
+            host.cast(),
+            mem.len(),
+            iova,
+            access | IBV_ACCESS_MW_BIND,
+        );
+        assert!(!mr.is_null());
+        assert_eq!(((*mr).addr, (*mr).length), (host.cast(), 8192));
+        let bad = ibv_reg_mr_iova2(b.pd, host.cast(), 64, iova + 1, access);
+        assert!(bad.is_null());
+        assert_eq!(errno(), 22, "an iova at another page offset: EINVAL");
+        let rkey = (*mr).rkey;
+        a.buf[..8].copy_from_slice(b"by iova!");
+        let w = write(&a, iova + 100, rkey, 31);
+        assert_eq!((w.wr_id, w.status), (31, IBV_WC_SUCCESS));
+        assert_eq!(&mem[100..108], b"by iova!");
+
+        // A bound window keeps the region as it is: EBUSY.
+        let ops = &(*b.ctx).ops;
+        let mw = ops.alloc_mw.unwrap()(b.pd, IBV_MW_TYPE_1);
+        let mut bind = ibv_mw_bind {
+            wr_id: 1,
+            send_flags: 0,
+            bind_info: ibv_mw_bind_info {
+                mr,
+                addr: iova + 4096,
+                length: 64,
+                mw_access_flags: IBV_ACCESS_REMOTE_WRITE,
+            },
+        };
+        assert_eq!(ops.bind_mw.unwrap()(b.qp, mw, &mut bind), 0);
+        let acc = IBV_REREG_MR_CHANGE_ACCESS as c_int;
+        assert_eq!(
+            ibv_rereg_mr(mr, acc, null_mut(), null_mut(), 0, access as c_int),
+            IBV_REREG_MR_ERR_CMD
+        );
+        assert_eq!(errno(), 16, "EBUSY while a window is bound");
+        a.buf[..8].copy_from_slice(b"window!!");
+        let w = write(&a, iova + 4096, (*mw).rkey, 32);
+        assert_eq!((w.wr_id, w.status), (32, IBV_WC_SUCCESS));
+        assert_eq!(&mem[4096..4104], b"window!!");
+        assert_eq!(ops.dealloc_mw.unwrap()(mw), 0);
+
+        // New memory: the same rkey lands there, at its address.
+        let mut mem2 = vec![0u8; 4096];
+        let tr = IBV_REREG_MR_CHANGE_TRANSLATION as c_int;
+        assert_eq!(
+            ibv_rereg_mr(mr, tr, null_mut(), mem2.as_mut_ptr().cast(), mem2.len(), 0),
+            0
+        );
+        assert_eq!((*mr).rkey, rkey);
+        assert_eq!(((*mr).addr, (*mr).length), (mem2.as_mut_ptr().cast(), 4096));
+        a.buf[..8].copy_from_slice(b"new mem!");
+        let w = write(&a, mem2.as_ptr() as u64 + 8, rkey, 33);
+        assert_eq!((w.wr_id, w.status), (33, IBV_WC_SUCCESS));
+        assert_eq!(&mem2[8..16], b"new mem!");
+        assert_eq!(&mem[8..16], &[0; 8], "the old memory is left alone");
+
+        // Another PD, then back: the QP of the old PD is refused meanwhile
+        // (tested through the Rust API); here the bookkeeping.
+        let pd2 = ibv_alloc_pd(b.ctx);
+        let cpd = IBV_REREG_MR_CHANGE_PD as c_int;
+        assert_eq!(ibv_rereg_mr(mr, cpd, pd2, null_mut(), 0, 0), 0);
+        assert_eq!((*mr).pd, pd2);
+        assert_eq!(ibv_dealloc_pd(pd2), 16, "the region keeps its new PD busy");
+        assert_eq!(ibv_rereg_mr(mr, cpd, b.pd, null_mut(), 0, 0), 0);
+        assert_eq!(ibv_dealloc_pd(pd2), 0);
+
+        // Without remote write: the same WRITE is refused.
+        let only_local = IBV_ACCESS_LOCAL_WRITE as c_int;
+        assert_eq!(
+            ibv_rereg_mr(mr, acc, null_mut(), null_mut(), 0, only_local),
+            0
+        );
+        let w = write(&a, mem2.as_ptr() as u64 + 8, rkey, 34);
+        assert_eq!((w.wr_id, w.status), (34, IBV_WC_REM_ACCESS_ERR));
+
+        assert_eq!(ibv_dereg_mr(mr), 0);
+        drop((mem, mem2));
+        a.buf.clear();
         for s in [a, b] {
             assert_eq!(ibv_destroy_qp(s.qp), 0);
             assert_eq!(ibv_destroy_cq(s.cq), 0);
