@@ -26,6 +26,10 @@ use crate::cc::Cc;
 use crate::config::{status_of, vendor, SrdConfig, SrdQpConfig, ENTROPY_BASE_PORT};
 use crate::pdc::{InMsg, MsgOp, OutMsg, OwedAck, Pdc, ReadJob, Seg, TxPkt};
 
+/// PSNs past a message's last packet after which an ACK without its SES
+/// response means the response was lost.
+const RSP_LOST_AFTER: u64 = 32;
+
 /// The CC type we put in ACK_CC: our delay-based controller.
 pub const CC_TYPE_DELAY: u8 = 1;
 
@@ -1289,6 +1293,22 @@ impl SrdEndpoint {
         for m in ids {
             self.try_complete(now, id, m);
         }
+        // A SES response rides on the ACK sent when a message's last packet
+        // arrives. An ACK for packets sent well after that one, while the
+        // response is still missing, means that ACK was lost: ask now
+        // rather than after an RTO.
+        let (Some(t), Some(pdc)) = (trigger, self.pdcs[usize::from(id)].as_mut()) else {
+            return;
+        };
+        if pdc.awaiting_rsp > 0 {
+            for m in pdc.msgs.values_mut() {
+                if let Some(r) = m.ack_req_at {
+                    if m.ack_req_tries == 0 && r > now && t >= m.last_seq + RSP_LOST_AFTER {
+                        m.ack_req_at = Some(now);
+                    }
+                }
+            }
+        }
     }
 
     fn on_nack(&mut self, now: Instant, id: u16, nack: &NackRepr) {
@@ -1446,6 +1466,9 @@ impl SrdEndpoint {
             };
             if let Some((status, vendor_err)) = status {
                 m.done = true;
+                if m.ack_req_at.take().is_some() {
+                    pdc.awaiting_rsp = pdc.awaiting_rsp.saturating_sub(1);
+                }
                 let opcode = match m.op {
                     MsgOp::Send { .. } => WcOpcode::Send,
                     MsgOp::Write { .. } => WcOpcode::RdmaWrite,
@@ -1488,6 +1511,7 @@ impl SrdEndpoint {
                     .rto(self.cfg.min_rto, self.cfg.max_rto, self.cfg.initial_rto);
                 if !matches!(m.op, MsgOp::Read { .. }) {
                     m.ack_req_at = Some(now + rto);
+                    pdc.awaiting_rsp += 1;
                 }
             }
         }

@@ -152,6 +152,8 @@ pub(crate) struct Pdc {
     pub path_losses: Vec<u8>,
     // initiator
     pub msgs: BTreeMap<u16, OutMsg>,
+    /// Messages waiting for a SES response past their last ACK.
+    pub awaiting_rsp: u32,
     pub send_q: VecDeque<u16>,
     pub next_msg_id: u16,
     // target: READ responses
@@ -193,6 +195,7 @@ impl Pdc {
             path_penalized_at: vec![Instant::ZERO; usize::from(paths.max(1))],
             path_losses: vec![0; usize::from(paths.max(1))],
             msgs: BTreeMap::new(),
+            awaiting_rsp: 0,
             send_q: VecDeque::new(),
             next_msg_id: 1,
             reads: BTreeMap::new(),
