@@ -125,3 +125,37 @@ fn acks_are_coalesced_per_receive_batch() {
     .unwrap_or_else(|b| panic!("{b}"));
     assert!(one.counters.acks_sent >= one.counters.data_pkts, "{one:?}");
 }
+
+/// One of eight paths black-holes: latency percentiles next to the same
+/// run without it (a table to read): `cargo test -p softverbs-srd
+/// --release -- --ignored --nocapture black_hole_table`.
+#[test]
+#[ignore]
+fn black_hole_table() {
+    println!("| fabric | completed | goodput Gb/s | p50 µs | p99 µs | p99.9 µs | max µs | timeouts | paths avoided |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, bh) in [
+        ("8 paths", None),
+        ("path 3 of 8 black-holed at 50 µs", Some((3, 50_000))),
+    ] {
+        let cfg = SimConfig {
+            black_hole: bh,
+            messages: 400,
+            rnr: 0.0,
+            ..SimConfig::default()
+        };
+        let r = run(&cfg).unwrap_or_else(|b| panic!("{b}"));
+        let us = |ns: u64| ns as f64 / 1000.0;
+        println!(
+            "| {name} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            r.completed,
+            r.goodput_gbps,
+            us(r.latency_ns[0]),
+            us(r.latency_ns[1]),
+            us(r.latency_ns[2]),
+            us(r.latency_ns[3]),
+            r.counters.timeouts,
+            r.counters.paths_avoided
+        );
+    }
+}
