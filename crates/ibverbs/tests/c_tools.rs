@@ -175,4 +175,49 @@ fn rdma_core_programs_run_on_softverbs() {
         "only {passed} pyverbs tests passed, fewer than the floor of {PYVERBS_PASSED_FLOOR}:\n{text}"
     );
     assert!(out.status.success(), "test-pyverbs.sh failed:\n{text}");
+
+    // Per test: every test that passes on Linux rxe passes here too.
+    let ours = statuses(&root.join("target/pyverbs-tests/result.txt"));
+    let rxe = std::fs::read_to_string(root.join(RXE_STATUS))
+        .unwrap_or_else(|e| panic!("{RXE_STATUS}: {e}"));
+    let missing: Vec<&str> = rxe
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?, f.next()?))
+        })
+        .filter(|&(id, status)| status == "ok" && ours.get(id).map(String::as_str) != Some("ok"))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "pyverbs tests that pass on Linux rxe ({RXE_STATUS}) but not on softverbs: {missing:#?}"
+    );
+}
+
+/// The per-test results of the same suite on Linux 6.1 rxe.
+const RXE_STATUS: &str = "crates/ibverbs/conformance/rxe-linux-6.1.status.tsv";
+
+/// Test id → status of a `-v` unittest log, read by the same parser that
+/// made [`RXE_STATUS`].
+fn statuses(log: &Path) -> std::collections::HashMap<String, String> {
+    let parser = root().join("scripts/interop/host/unittest_status.py");
+    let out = Command::new("python3")
+        .arg(&parser)
+        .arg(log)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", parser.display()));
+    assert!(
+        out.status.success(),
+        "{} {} failed",
+        parser.display(),
+        log.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect()
 }
