@@ -426,6 +426,24 @@ pub(crate) fn inject(cq: &CqBox, w: Wc) {
         .push_back(w);
 }
 
+/// Removes the completions of QP `qpn` from `cq` (those already queued
+/// here and those still in the device), keeping the others in order: what
+/// hardware providers (mlx4, mlx5) do when a QP is moved to RESET, so that
+/// flushed work of the QP's earlier life does not surface after it is
+/// brought back up.
+pub(crate) fn clean(cq: &CqBox, qpn: u32) {
+    let mut ex = cq.ex.lock().unwrap_or_else(|e| e.into_inner());
+    let mut buf = cq.buf.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        buf.clear();
+        match cq.cq.poll(EX_BATCH, &mut buf) {
+            Ok(n) if n > 0 => ex.pending.extend(buf.drain(..)),
+            _ => break,
+        }
+    }
+    ex.pending.retain(|w| w.qp_num != qpn);
+}
+
 /// The CQ of an `ibv_cq_ex` and its poll state, with `f` run on them.
 fn with_ex<R>(cq: *mut sys::ibv_cq_ex, none: R, f: impl FnOnce(&CqBox, &mut ExPoll) -> R) -> R {
     match cq_ref(cq.cast()) {

@@ -351,6 +351,15 @@ pub unsafe extern "C" fn ibv_modify_qp(
             path.1 = p;
         }
     }
+    if m.qp_state == Some(QpState::Reset) {
+        // As mlx4/mlx5 do: the QP's completions leave its CQs.
+        // SAFETY: the CQs outlive the QP (destroy_cq refuses while used).
+        for cq in [b.send_cq, b.recv_cq] {
+            if let Some(cq) = unsafe { cq.as_ref() } {
+                crate::cq::clean(cq, b.qp.qpn());
+            }
+        }
+    }
     if let Some(s) = m.qp_state {
         // SAFETY: a live QP of ours; libibverbs updates `state` the same way.
         unsafe { (*qp).state = state_to_c(s) };

@@ -554,8 +554,34 @@ fn iova_regions_and_rereg_through_the_c_api() {
             ibv_rereg_mr(mr, acc, null_mut(), null_mut(), 0, only_local),
             0
         );
+        let mut rsge = ibv_sge {
+            addr: a.buf.as_mut_ptr() as u64 + 1024,
+            length: 64,
+            lkey: (*a.mr).lkey,
+        };
+        let mut rwr = ibv_recv_wr {
+            wr_id: 35,
+            sg_list: &mut rsge,
+            num_sge: 1,
+            ..Default::default()
+        };
+        let mut bad_r = null_mut();
+        assert_eq!(
+            (*a.ctx).ops.post_recv.unwrap()(a.qp, &mut rwr, &mut bad_r),
+            0
+        );
         let w = write(&a, mem2.as_ptr() as u64 + 8, rkey, 34);
         assert_eq!((w.wr_id, w.status), (34, IBV_WC_REM_ACCESS_ERR));
+        // The QP went to error: its receive is flushed, and moving it to
+        // RESET takes that completion off the CQ (as mlx4/mlx5 do).
+        let mut at = ibv_qp_attr {
+            qp_state: IBV_QPS_RESET,
+            ..Default::default()
+        };
+        assert_eq!(ibv_modify_qp(a.qp, &mut at, IBV_QP_STATE as c_int), 0);
+        let mut wc = ibv_wc::default();
+        let n = (*a.ctx).ops.poll_cq.unwrap()(a.cq, 1, &mut wc);
+        assert_eq!(n, 0, "left: wr_id {} status {}", wc.wr_id, wc.status);
 
         assert_eq!(ibv_dereg_mr(mr), 0);
         drop((mem, mem2));

@@ -362,8 +362,14 @@ impl Qp {
             },
         };
         if let Err(e) = sgl::scatter(ctx.mem, &wqe.sgl, offset, pkt.payload) {
+            // A message longer than the receive WQE is a length error; a
+            // WQE whose SGEs the memory refuses (key, bounds within the
+            // region, rights) is malformed: rxe's RESPST_ERR_LENGTH vs
+            // RESPST_ERR_MALFORMED_WQE (NAK remote operational error).
+            let room: u64 = wqe.sgl.iter().map(|s| u64::from(s.length)).sum();
+            let too_long = offset.saturating_add(pkt.payload.len() as u64) > room;
             let (nak, status) = match e {
-                MemError::OutOfBounds => (NakCode::InvalidRequest, WcStatus::LocLenErr),
+                MemError::OutOfBounds if too_long => (NakCode::InvalidRequest, WcStatus::LocLenErr),
                 _ => (NakCode::RemoteOperationalError, WcStatus::LocProtErr),
             };
             self.resp.open = Some(OpenMsg::Send { wqe, offset });
