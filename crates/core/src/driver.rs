@@ -227,12 +227,24 @@ pub trait Driver: Send + Sync + 'static {
     /// Free a protection domain (the core checked it has no users).
     fn dealloc_pd(&self, pd: u32) -> Result<()>;
 
+    /// Register memory: the whole backing, at its own address.
+    fn reg_mr(&self, pd: u32, backing: Backing, access: Access) -> Result<MrKeys>;
     /// Register memory: the whole backing, addressed as `iova` (the
     /// region's RDMA address: what SGE addresses, RETH virtual addresses
     /// and window binds name; the bytes live in `backing`, which may sit
-    /// elsewhere, as `ibv_reg_mr_iova2` allows). The core passes the
-    /// backing's own address when the caller gave no iova.
-    fn reg_mr(&self, pd: u32, backing: Backing, iova: u64, access: Access) -> Result<MrKeys>;
+    /// elsewhere, as `ibv_reg_mr_iova2` allows). The core registers
+    /// through this, with the backing's own address when the caller gave
+    /// no iova; a driver that keeps regions at their own address only
+    /// leaves the default, which refuses any other iova.
+    fn reg_mr_iova(&self, pd: u32, backing: Backing, iova: u64, access: Access) -> Result<MrKeys> {
+        if iova != backing.addr() {
+            return Err(crate::error::VerbsError::unsupported(
+                self.name(),
+                "memory regions addressed by an iova other than their memory's address",
+            ));
+        }
+        self.reg_mr(pd, backing, access)
+    }
     /// Change a registered region in place, keeping its keys
     /// (`ibv_rereg_mr`, as rxe and mlx5 keep them): its PD, its access
     /// and/or its memory, all or nothing. The core checked the request;

@@ -621,7 +621,7 @@ fn mr_reg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
         drv.caps().max_mr_size,
     )?;
     let len = backing.len() as u64;
-    let keys = drv.reg_mr(pd.pdn, backing, addr, access)?;
+    let keys = drv.reg_mr_iova(pd.pdn, backing, addr, access)?;
     commit(
         b,
         MrObj {

@@ -165,7 +165,11 @@ impl Driver for Fake {
         self.log(format!("dealloc_pd {pd}"));
         Ok(())
     }
-    fn reg_mr(&self, pd: u32, backing: Backing, iova: u64, _access: Access) -> Result<MrKeys> {
+    fn reg_mr(&self, pd: u32, backing: Backing, access: Access) -> Result<MrKeys> {
+        let iova = backing.addr();
+        self.reg_mr_iova(pd, backing, iova, access)
+    }
+    fn reg_mr_iova(&self, pd: u32, backing: Backing, iova: u64, _access: Access) -> Result<MrKeys> {
         let id = self.id()?;
         self.st().mrs.insert(id, (pd, backing));
         self.log(format!("reg_mr {id} iova {iova:#x}"));

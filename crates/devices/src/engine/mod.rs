@@ -879,7 +879,12 @@ impl Driver for SoftDevice {
         Ok(())
     }
 
-    fn reg_mr(&self, pd: u32, backing: Backing, iova: u64, access: Access) -> Result<MrKeys> {
+    fn reg_mr(&self, pd: u32, backing: Backing, access: Access) -> Result<MrKeys> {
+        let iova = backing.addr();
+        self.reg_mr_iova(pd, backing, iova, access)
+    }
+
+    fn reg_mr_iova(&self, pd: u32, backing: Backing, iova: u64, access: Access) -> Result<MrKeys> {
         self.check_mr_access(access)?;
         let mut st = self.lock();
         Self::check_pd(&st, pd)?;
