@@ -5,7 +5,8 @@
 //! while the measured round-trip time stays under a target (the smallest
 //! RTT seen plus a configurable slack), and shrinks multiplicatively, in
 //! proportion to how far the RTT overshoots, at most once per round trip.
-//! A retransmission timeout halves it. Random loss detected by selective
+//! A retransmission timeout halves it; an ACK echoing ECN
+//! congestion-experienced marks cuts it by `ecn_mdf` (once per RTT). Random loss detected by selective
 //! ACKs does not shrink it: on a lossy but uncongested fabric the delay
 //! stays low and the window stays open (that is what keeps SRD's goodput
 //! under random loss).
@@ -29,6 +30,8 @@ pub struct CcConfig {
     pub beta: f64,
     /// Largest multiplicative decrease at once (fraction).
     pub max_mdf: f64,
+    /// Decrease on an ACK carrying ECN marks (fraction).
+    pub ecn_mdf: f64,
 }
 
 impl Default for CcConfig {
@@ -40,6 +43,7 @@ impl Default for CcConfig {
             target_slack: Duration::from_micros(25),
             beta: 0.8,
             max_mdf: 0.5,
+            ecn_mdf: 0.3,
         }
     }
 }
@@ -124,6 +128,21 @@ impl Cc {
         self.clamp();
     }
 
+    /// An ACK reported congestion-experienced marks (ECN): cut by
+    /// `ecn_mdf`, at most once per round trip. Marks mean a queue is
+    /// building somewhere on the path, before the delay shows it.
+    pub fn on_ecn(&mut self, now: Instant) {
+        if self
+            .srtt
+            .is_none_or(|s| now.saturating_since(self.last_decrease) >= s)
+        {
+            self.cwnd *= 1.0 - self.cfg.ecn_mdf;
+            self.last_decrease = now;
+            self.decreases += 1;
+            self.clamp();
+        }
+    }
+
     /// A retransmission timeout fired.
     pub fn on_timeout(&mut self, now: Instant) {
         if self
@@ -180,6 +199,9 @@ mod tests {
         assert_eq!(cc.cwnd(), w2);
         cc.on_timeout(Instant(20_000_000));
         assert!(cc.cwnd() < w2);
+        let w3 = cc.cwnd();
+        cc.on_ecn(Instant(40_000_000));
+        assert!(cc.cwnd() < w3);
         assert!(cc.cwnd() >= CcConfig::default().min_cwnd);
     }
 }

@@ -13,7 +13,7 @@ use softverbs_transport::{
     Completion, Instant, MemError, MemKey, Memory, Payload, PostError, RecvQueue, RecvWr, SendOp,
     SendWr, Transmit, WcOpcode, WcQueue, WcStatus,
 };
-use softverbs_wire::uet::pds::{ACK_FLAG_RETX, NACK_FLAG_RETX};
+use softverbs_wire::uet::pds::{ACK_FLAG_M, ACK_FLAG_RETX, NACK_FLAG_RETX};
 use softverbs_wire::uet::ses::{rsp_opcode, SES_FLAG_EOM, SES_FLAG_HD, SES_FLAG_IE, SES_FLAG_SOM};
 use softverbs_wire::uet::{
     AckCcRepr, AckRepr, ControlRepr, ControlType, Dest, NackCode, NackRepr, NextHeader, PdsRepr,
@@ -116,6 +116,10 @@ pub struct SrdCounters {
     pub pdcs_reset: u64,
     /// Contexts closed after being idle (initiator and target side).
     pub pdcs_closed: u64,
+    /// Requests received with ECN congestion-experienced marks.
+    pub ecn_ce_rcvd: u64,
+    /// ACKs received echoing marks (flag M): window cuts asked for.
+    pub ecn_echoes_rcvd: u64,
     /// Paths put on the avoid list after a timeout.
     pub paths_avoided: u64,
     /// Completions with an error status.
@@ -173,6 +177,8 @@ pub struct SrdEndpoint {
     ctrl_q: VecDeque<(Gid, u16, UetPacketRepr)>,
     /// Contexts that owe a coalesced ACK (sent by the next poll_transmit).
     acks_owed: Vec<u16>,
+    /// The datagram being handled carried ECN CE.
+    ce: bool,
     completions: VecDeque<SrdCompletion>,
     rr: usize,
     rng: Xoshiro256PlusPlus,
@@ -191,6 +197,7 @@ impl SrdEndpoint {
             target_by_peer: HashMap::new(),
             ctrl_q: VecDeque::new(),
             acks_owed: Vec::new(),
+            ce: false,
             completions: VecDeque::new(),
             rr: 0,
             rng,
@@ -616,8 +623,29 @@ impl SrdEndpoint {
         datagram: &[u8],
         mem: &mut dyn PdMemory,
     ) -> Result<(), DropReason> {
+        self.handle_datagram_ecn(now, src, src_port, datagram, false, mem)
+    }
+
+    /// [`Self::handle_datagram`] for a datagram whose IP header carried ECN
+    /// congestion-experienced (`ce`, where the I/O layer can see it): the
+    /// next ACK of its context echoes it (flag M) and the sender's window
+    /// shrinks.
+    ///
+    /// # Errors
+    /// Why the datagram was dropped (counted in `dropped`).
+    pub fn handle_datagram_ecn(
+        &mut self,
+        now: Instant,
+        src: Gid,
+        src_port: u16,
+        datagram: &[u8],
+        ce: bool,
+        mem: &mut dyn PdMemory,
+    ) -> Result<(), DropReason> {
         self.counters.rcvd_pkts += 1;
+        self.ce = ce;
         let r = self.dispatch(now, src, src_port, datagram, mem);
+        self.ce = false;
         if r.is_err() {
             self.counters.dropped += 1;
         }
@@ -637,6 +665,12 @@ impl SrdEndpoint {
             PdsRepr::Request(req) => {
                 let id = self.rx_pdc(src, req.spdcid, req.dest, req.psn)?;
                 self.touch(id, now);
+                if self.ce {
+                    self.counters.ecn_ce_rcvd += 1;
+                    if let Some(p) = self.pdcs[usize::from(id)].as_mut() {
+                        p.ce_echo = true;
+                    }
+                }
                 self.on_request(now, id, port, &req, pkt.ses, payload, mem)
             }
             PdsRepr::Ack(ack) => {
@@ -892,9 +926,10 @@ impl SrdEndpoint {
         sack_base: u64,
         sack_off: i16,
     ) {
-        let Some(p) = self.pdcs[usize::from(id)].as_ref() else {
+        let Some(p) = self.pdcs[usize::from(id)].as_mut() else {
             return;
         };
+        let ce = core::mem::take(&mut p.ce_echo);
         let cack = p.cack_seq.wrapping_sub(1);
         let off = (trigger as i64 - cack as i64).clamp(i64::from(i16::MIN), i64::from(i16::MAX));
         let ack = AckRepr {
@@ -903,7 +938,7 @@ impl SrdEndpoint {
             } else {
                 NextHeader::None
             },
-            flags: if retx { ACK_FLAG_RETX } else { 0 },
+            flags: if retx { ACK_FLAG_RETX } else { 0 } | if ce { ACK_FLAG_M } else { 0 },
             ack_psn_offset: off as i16,
             cack_psn: p.psn(cack),
             spdcid: p.id,
@@ -1221,6 +1256,10 @@ impl SrdEndpoint {
             touched.push(pkt.seg);
         }
         pdc.cc.on_ack(now, bytes, rtt);
+        if ack.flags & ACK_FLAG_M != 0 {
+            self.counters.ecn_echoes_rcvd += 1;
+            pdc.cc.on_ecn(now);
+        }
         // RACK's adaptive reordering window: widen it when a retransmission
         // proves needless, narrow it again after a long clean stretch.
         if spurious {

@@ -165,6 +165,8 @@ pub(crate) struct Pdc {
     pub in_msgs: BTreeMap<u16, InMsg>,
     pub done: BTreeMap<u16, (ReturnCode, u64, u32)>,
     pub owed: Option<OwedAck>,
+    /// A request arrived with ECN CE since the last ACK: echo it (flag M).
+    pub ce_echo: bool,
     // close (initiator): last activity; while closing, the next CLOSE
     // retransmission and how many went out
     pub last_active: Instant,
@@ -205,6 +207,7 @@ impl Pdc {
             in_msgs: BTreeMap::new(),
             done: BTreeMap::new(),
             owed: None,
+            ce_echo: false,
             last_active: Instant::ZERO,
             closing: None,
             reo_mult: 1,

@@ -91,6 +91,9 @@ pub struct SimConfig {
     pub unsolicited: bool,
     /// Stop with a livelock breach after this many events.
     pub max_events: u64,
+    /// ECN: a packet that waited longer than this at its host's egress is
+    /// marked congestion-experienced (0: no marking).
+    pub ecn_threshold_ns: u64,
     /// Receive batching, ns: datagrams reaching a host within this long of
     /// the first are handed to its endpoint together before it is polled
     /// (as an I/O thread's `recvmmsg` batch), so ACKs are coalesced; 0
@@ -125,6 +128,7 @@ impl Default for SimConfig {
             unsolicited: true,
             max_events: 20_000_000,
             rx_batch_ns: 2_000,
+            ecn_threshold_ns: 0,
         }
     }
 }
@@ -205,6 +209,7 @@ struct Arrival {
     port: u16,
     bytes: Vec<u8>,
     corrupted: bool,
+    ce: bool,
 }
 
 impl Fabric {
@@ -236,6 +241,7 @@ impl Fabric {
             0
         };
         let free = self.egress_free[from].max(now);
+        let ce = c.ecn_threshold_ns > 0 && free.0 - now.0 > c.ecn_threshold_ns;
         let departed = Instant(free.0 + ser);
         self.egress_free[from] = departed;
         let path = u64::from(port % c.net_paths.max(1));
@@ -283,6 +289,7 @@ impl Fabric {
                 port,
                 bytes: data,
                 corrupted,
+                ce,
             });
         }
     }
@@ -743,11 +750,12 @@ impl World {
     fn deliver(&mut self, a: Arrival) -> Result<(), Breach> {
         let now = self.now;
         let host = &mut self.hosts[a.to];
-        let r = host.ep.handle_datagram(
+        let r = host.ep.handle_datagram_ecn(
             now,
             gid(a.from),
             a.port,
             &a.bytes,
+            a.ce,
             &mut OnePd(&mut host.mem),
         );
         if a.corrupted && r.is_ok() {
@@ -886,6 +894,8 @@ fn add(a: &mut SrdCounters, b: &SrdCounters) {
     a.pdcs_opened += b.pdcs_opened;
     a.pdcs_reset += b.pdcs_reset;
     a.pdcs_closed += b.pdcs_closed;
+    a.ecn_ce_rcvd += b.ecn_ce_rcvd;
+    a.ecn_echoes_rcvd += b.ecn_echoes_rcvd;
     a.paths_avoided += b.paths_avoided;
     a.completion_errors += b.completion_errors;
 }
