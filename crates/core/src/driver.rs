@@ -306,6 +306,18 @@ pub trait Driver: Send + Sync + 'static {
     fn post_send(&self, qpn: u32, wr: SendWr) -> Result<()>;
     /// Post a receive WR.
     fn post_recv(&self, qpn: u32, wr: RecvWr) -> Result<()>;
+    /// Post the bind of a **type 1** window (`ibv_bind_mw`) as a work
+    /// request on `qpn`'s send queue, as rxe's provider does: it runs after
+    /// the work posted before it and completes like any work request (a
+    /// refused bind with `MW_BIND_ERR`). `wr.op` is a `BindMw` naming a
+    /// type 1 window; [`Driver::post_send`] refuses those.
+    fn post_bind_mw(&self, qpn: u32, wr: SendWr) -> Result<()> {
+        let _ = (qpn, wr);
+        Err(crate::error::VerbsError::unsupported(
+            self.name(),
+            "type 1 window binds posted on the send queue",
+        ))
+    }
 
     /// Create an address handle.
     fn create_ah(&self, pd: u32, attr: AhAttr) -> Result<u32>;

@@ -23,7 +23,7 @@ use crate::objects::{
     mw_access_from_c, mw_ref, pd_ref, PdBox,
 };
 use crate::sys;
-use crate::util::{null, report, EBUSY, EINVAL, EOPNOTSUPP};
+use crate::util::{null, report, EBUSY, EINVAL, EOPNOTSUPP, EPERM};
 
 const QP_MAGIC: u64 = 0x736f_6674_7170_3031;
 const SRQ_MAGIC: u64 = 0x736f_6674_7372_3031;
@@ -629,11 +629,18 @@ pub(crate) unsafe extern "C" fn post_send(
     0
 }
 
-/// `ops.bind_mw` (behind `ibv_bind_mw`): binds a type 1 window through
-/// `qp` at once (a type 2 window is bound by posting `IBV_WR_BIND_MW`:
-/// `EINVAL`); `mw->rkey` becomes the new rkey. As with a posted bind, a
-/// signaled bind (or one on a QP with `sq_sig_all`) leaves an
-/// `IBV_WC_BIND_MW` completion on the send CQ. 0 or an errno.
+/// `ops.bind_mw` (behind `ibv_bind_mw`): binds a type 1 window by a work
+/// request on `qp`'s send queue, as rxe's provider does (a type 2 window is
+/// bound by posting `IBV_WR_BIND_MW`: `EINVAL`). The bind runs after the
+/// work posted before it; `mw->rkey` becomes the new rkey at once (the key
+/// byte incremented, `ibv_inc_rkey`). A signaled bind (or one on a QP with
+/// `sq_sig_all`) completes with `IBV_WC_BIND_MW` on the send CQ like any
+/// work request, raising its completion channel; a refused bind completes
+/// with `IBV_WC_MW_BIND_ERR`. The provider's own checks come first, as
+/// rxe's: no region but an address or length, or `IBV_ACCESS_ZERO_BASED`:
+/// `EINVAL`; a region of another PD than the window: `EPERM`. 0 or an
+/// errno. (In the daemon backend the bind is done at once and its
+/// completion queued in front of the CQ's.)
 pub(crate) unsafe extern "C" fn bind_mw(
     qp: *mut sys::ibv_qp,
     mw: *mut sys::ibv_mw,
@@ -648,39 +655,79 @@ pub(crate) unsafe extern "C" fn bind_mw(
     // SAFETY: the caller passes a readable ibv_mw_bind.
     let bind = unsafe { *mw_bind };
     let info = bind.bind_info;
-    let Some(mr) = mr_ref(info.mr) else {
+    if info.mw_access_flags & sys::IBV_ACCESS_ZERO_BASED != 0 {
         return EINVAL;
-    };
-    let offset = if info.length == 0 {
-        0
+    }
+    let mr = if info.mr.is_null() {
+        if info.addr != 0 || info.length != 0 {
+            return EINVAL;
+        }
+        None
     } else {
+        let Some(mr) = mr_ref(info.mr) else {
+            return EINVAL;
+        };
+        // SAFETY: `info.mr` is a live region of ours (mr_ref checked it).
+        if unsafe { (*info.mr).pd } != m.c.pd {
+            return EPERM;
+        }
+        Some(mr)
+    };
+    let range = match mr {
+        None => None,
+        // A zero-length bind unbinds whatever its address.
+        Some(mr) if info.length == 0 => Some((&mr.mr, 0, 0)),
         // The bind names the region's iova space (rxe checks it against
         // `mr->ibmr.iova`), which is `mr->addr` unless registered with
         // ibv_reg_mr_iova2.
-        match info.addr.checked_sub(mr.mr.addr()) {
-            Some(o) => o as usize,
+        Some(mr) => match info.addr.checked_sub(mr.mr.addr()) {
+            Some(o) => Some((&mr.mr, o as usize, info.length as usize)),
             None => return EINVAL,
-        }
+        },
     };
     let access = mw_access_from_c(info.mw_access_flags);
-    let rkey = match m
-        .mw
-        .bind(&q.qp, &mr.mr, offset, info.length as usize, access)
-    {
+    let signaled = bind.send_flags & sys::IBV_SEND_SIGNALED != 0;
+    let rkey = match m.mw.post_bind(&q.qp, bind.wr_id, range, access, signaled) {
         Ok(k) => k,
+        Err(softverbs::VerbsError::Unsupported { .. }) => {
+            match bind_at_once(q, m, range, access, bind.wr_id, signaled) {
+                Ok(k) => k,
+                Err(e) => return e,
+            }
+        }
         Err(e) => return report("ibv_bind_mw", &e),
     };
     // SAFETY: a live window of ours; the application does not use it
     // concurrently with its own bind (libibverbs's rule).
     unsafe { (*mw).rkey = rkey };
+    0
+}
+
+/// The bind of a type 1 window done at once (the daemon backend, which
+/// has no ordered bind): its completion, when signaled, is queued in front
+/// of the send CQ's.
+fn bind_at_once(
+    q: &QpBox,
+    m: &crate::objects::MwBox,
+    range: Option<(&softverbs::Mr, usize, usize)>,
+    access: softverbs::Access,
+    wr_id: u64,
+    signaled: bool,
+) -> Result<u32, c_int> {
+    let Some((mr, offset, len)) = range else {
+        return Err(EINVAL);
+    };
+    let rkey =
+        m.mw.bind(&q.qp, mr, offset, len, access)
+            .map_err(|e| report("ibv_bind_mw", &e))?;
     let sig_all = q.qp.query().is_ok_and(|i| i.init.sq_sig_all);
-    if sig_all || bind.send_flags & sys::IBV_SEND_SIGNALED != 0 {
+    if sig_all || signaled {
         // SAFETY: the send CQ outlives the QP (destroy_cq refuses while used).
         let cq = unsafe { &*q.send_cq };
         crate::cq::inject(
             cq,
             softverbs::Wc {
-                wr_id: bind.wr_id,
+                wr_id,
                 status: softverbs::WcStatus::Success,
                 opcode: softverbs::WcOpcode::BindMw,
                 queue: softverbs_transport::WcQueue::Send,
@@ -694,7 +741,7 @@ pub(crate) unsafe extern "C" fn bind_mw(
             },
         );
     }
-    0
+    Ok(rkey)
 }
 
 /// Post a chain of receive requests through `post`.

@@ -14,6 +14,7 @@ use crate::sys;
 pub const SYMBOLS: &str = include_str!("../symbols/libibverbs-v44.txt");
 
 pub(crate) const EINVAL: c_int = 22;
+pub(crate) const EPERM: c_int = 1;
 pub(crate) const ENOMEM: c_int = 12;
 pub(crate) const EBUSY: c_int = 16;
 pub(crate) const EAGAIN: c_int = 11;

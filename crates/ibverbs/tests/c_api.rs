@@ -597,3 +597,142 @@ fn iova_regions_and_rereg_through_the_c_api() {
         ibv_free_device_list(list);
     }
 }
+
+#[test]
+fn type1_bind_is_a_work_request_in_order_with_a_channel_event() {
+    unsafe {
+        let list = ibv_get_device_list(null_mut());
+        let (a, mut b) = (side(*list), side(*list.add(1)));
+        let access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+        connect_with(&a, &b, access);
+        connect_with(&b, &a, access);
+        // What B reads from A, and the region B binds a window to.
+        let mut src = vec![7u8; 2048];
+        let amr = ibv_reg_mr(a.pd, src.as_mut_ptr().cast(), src.len(), access as c_int);
+        assert!(!amr.is_null());
+        let mut mem = vec![0u8; 4096];
+        let bmr = ibv_reg_mr(
+            b.pd,
+            mem.as_mut_ptr().cast(),
+            mem.len(),
+            (access | IBV_ACCESS_MW_BIND) as c_int,
+        );
+        assert!(!bmr.is_null());
+        let ops = &(*b.ctx).ops;
+        assert_eq!(ops.req_notify_cq.unwrap()(b.cq, 0), 0);
+        // An RDMA READ first, then the bind: the bind completes after it.
+        let mut sge = ibv_sge {
+            addr: b.buf.as_mut_ptr() as u64,
+            length: 2048,
+            lkey: (*b.mr).lkey,
+        };
+        let mut wr = ibv_send_wr {
+            wr_id: 40,
+            sg_list: &mut sge,
+            num_sge: 1,
+            opcode: IBV_WR_RDMA_READ,
+            send_flags: IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        wr.wr.rdma.remote_addr = src.as_ptr() as u64;
+        wr.wr.rdma.rkey = (*amr).rkey;
+        let mut bad = null_mut();
+        assert_eq!(ops.post_send.unwrap()(b.qp, &mut wr, &mut bad), 0);
+        let mw = ops.alloc_mw.unwrap()(b.pd, IBV_MW_TYPE_1);
+        let old = (*mw).rkey;
+        let mut bind = ibv_mw_bind {
+            wr_id: 41,
+            send_flags: IBV_SEND_SIGNALED,
+            bind_info: ibv_mw_bind_info {
+                mr: bmr,
+                addr: mem.as_ptr() as u64 + 512,
+                length: 256,
+                mw_access_flags: IBV_ACCESS_REMOTE_WRITE,
+            },
+        };
+        assert_eq!(ops.bind_mw.unwrap()(b.qp, mw, &mut bind), 0);
+        assert_eq!(
+            (*mw).rkey,
+            (old & !0xff) | ((old + 1) & 0xff),
+            "ibv_inc_rkey"
+        );
+        // The channel reports B's CQ: the completions came from the device.
+        let (mut cq, mut cqc) = (null_mut(), null_mut());
+        assert_eq!(ibv_get_cq_event(b.ch, &mut cq, &mut cqc), 0);
+        assert_eq!(cq, b.cq);
+        ibv_ack_cq_events(cq, 1);
+        let w = poll(&b);
+        assert_eq!(
+            (w.wr_id, w.status, w.opcode),
+            (40, IBV_WC_SUCCESS, IBV_WC_RDMA_READ)
+        );
+        let w = poll(&b);
+        assert_eq!(
+            (w.wr_id, w.status, w.opcode),
+            (41, IBV_WC_SUCCESS, IBV_WC_BIND_MW)
+        );
+        assert_eq!(&b.buf[..2048], &src[..]);
+        // The window works for A.
+        let mut asrc = *b"by mw #1";
+        let lmr = ibv_reg_mr(
+            a.pd,
+            asrc.as_mut_ptr().cast(),
+            8,
+            IBV_ACCESS_LOCAL_WRITE as c_int,
+        );
+        let mut sge = ibv_sge {
+            addr: asrc.as_ptr() as u64,
+            length: 8,
+            lkey: (*lmr).lkey,
+        };
+        let mut wr = ibv_send_wr {
+            wr_id: 42,
+            sg_list: &mut sge,
+            num_sge: 1,
+            opcode: IBV_WR_RDMA_WRITE,
+            send_flags: IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        wr.wr.rdma.remote_addr = mem.as_ptr() as u64 + 600;
+        wr.wr.rdma.rkey = (*mw).rkey;
+        assert_eq!((*a.ctx).ops.post_send.unwrap()(a.qp, &mut wr, &mut bad), 0);
+        let w = poll(&a);
+        assert_eq!((w.wr_id, w.status), (42, IBV_WC_SUCCESS));
+        assert_eq!(&mem[600..608], b"by mw #1");
+        // Provider checks: no region but a length; a region of another PD.
+        bind.bind_info.mr = null_mut();
+        assert_eq!(ops.bind_mw.unwrap()(b.qp, mw, &mut bind), 22);
+        bind.bind_info.mr = amr;
+        assert_eq!(ops.bind_mw.unwrap()(b.qp, mw, &mut bind), 1, "EPERM");
+        // An unsignaled zero-length bind unbinds it: A's WRITE is refused.
+        bind.bind_info = ibv_mw_bind_info {
+            mr: null_mut(),
+            addr: 0,
+            length: 0,
+            mw_access_flags: 0,
+        };
+        bind.send_flags = 0;
+        assert_eq!(ops.bind_mw.unwrap()(b.qp, mw, &mut bind), 0);
+        wr.wr_id = 43;
+        wr.wr.rdma.rkey = (*mw).rkey;
+        assert_eq!((*a.ctx).ops.post_send.unwrap()(a.qp, &mut wr, &mut bad), 0);
+        let w = poll(&a);
+        assert_eq!((w.wr_id, w.status), (43, IBV_WC_REM_ACCESS_ERR));
+
+        assert_eq!(ops.dealloc_mw.unwrap()(mw), 0);
+        for m in [amr, bmr, lmr] {
+            assert_eq!(ibv_dereg_mr(m), 0);
+        }
+        drop((src, mem));
+        b.buf.clear();
+        for s in [a, b] {
+            assert_eq!(ibv_destroy_qp(s.qp), 0);
+            assert_eq!(ibv_destroy_cq(s.cq), 0);
+            assert_eq!(ibv_destroy_comp_channel(s.ch), 0);
+            assert_eq!(ibv_dereg_mr(s.mr), 0);
+            assert_eq!(ibv_dealloc_pd(s.pd), 0);
+            assert_eq!(ibv_close_device(s.ctx), 0);
+        }
+        ibv_free_device_list(list);
+    }
+}

@@ -348,6 +348,70 @@ impl Mw {
         self.inner.rkey.store(rkey, Ordering::Release);
         Ok(rkey)
     }
+
+    /// Bind this **type 1** window by a work request on `qp`'s send queue,
+    /// as rxe's `ibv_bind_mw` does: the bind runs after the work posted
+    /// before it, and when `signaled` (or the QP signals every request) it
+    /// completes on the send CQ with [`crate::WcOpcode::BindMw`] and
+    /// `wr_id`, like any completion (it wakes a completion channel). A
+    /// refused bind (out of the region, no `MW_BIND`, another PD) completes
+    /// with `MW_BIND_ERR` and moves the QP to error. `bind` is the region
+    /// with the offset and length to grant; `None` unbinds. Returns the
+    /// window's new rkey ([`Mw::rkey`] reports it from now on). Embedded
+    /// backend only (the daemon backend binds with [`Mw::bind`]).
+    ///
+    /// ```no_run
+    /// # use softverbs::*;
+    /// # fn f(qp: &Qp, mw: &Mw, mr: &Mr, cq: &Cq) -> Result<()> {
+    /// let rkey = mw.post_bind(qp, 7, Some((mr, 0, 4096)), Access::REMOTE_READ, true)?;
+    /// let wc = cq.wait_one(std::time::Duration::from_secs(5))?;
+    /// assert_eq!((wc.wr_id, wc.opcode), (7, WcOpcode::BindMw));
+    /// # let _ = rkey; Ok(()) }
+    /// ```
+    pub fn post_bind(
+        &self,
+        qp: &Qp,
+        wr_id: u64,
+        bind: Option<(&Mr, usize, usize)>,
+        access: Access,
+        signaled: bool,
+    ) -> Result<u32> {
+        if self.inner.ty == MwType::Type2 {
+            return Err(VerbsError::invalid(
+                "Mw::post_bind binds type 1 windows; bind a type 2 window by posting \
+                 SendWr::bind_mw (a BIND_MW work request) on the QP",
+            ));
+        }
+        let Some(drv) = qp.inner.pd.uctx.driver() else {
+            return Err(qp.inner.pd.uctx.unsupported(
+                "type 1 window binds on the send queue (Mw::post_bind): use Mw::bind",
+            ));
+        };
+        let (mr_lkey, addr, len) = match bind {
+            Some((mr, offset, len)) => {
+                (mr.lkey(), mr.addr().wrapping_add(offset as u64), len as u64)
+            }
+            None => (0, 0, 0),
+        };
+        let new_rkey = inc_rkey(self.rkey());
+        let mut wr = SendWr::bind_mw_req(
+            wr_id,
+            MwBindReq {
+                mw_rkey: self.inner.r.rkey,
+                new_rkey: Some(new_rkey),
+                mr_lkey,
+                addr,
+                len,
+                access,
+            },
+        );
+        if signaled {
+            wr = wr.signaled();
+        }
+        drv.post_bind_mw(qp.inner.r.qpn, wr)?;
+        self.inner.rkey.store(new_rkey, Ordering::Release);
+        Ok(new_rkey)
+    }
 }
 
 /// Work-request builders that name verbs objects (the memory-management

@@ -314,12 +314,14 @@ impl KeyTable {
         mw_rkey: u32,
         bind: &MwBind,
     ) -> Result<u32, VerbsError> {
-        self.try_bind(pd, qpn, mw_rkey, None, bind, false)
+        self.try_bind(pd, qpn, mw_rkey, None, bind)
             .map_err(BindError::into_verbs)
     }
 
-    /// Bind a type 2 window by a BIND_MW work request of QP `qpn` (of
-    /// `pd`): the key byte of the new rkey is `new_key`'s, or the next one.
+    /// Bind a window by a BIND_MW work request of QP `qpn` (of `pd`): a
+    /// type 2 window (`post_send`) or a type 1 window (the bind verb posted
+    /// on the send queue); the key byte of the new rkey is `new_key`'s, or
+    /// the next one.
     pub(crate) fn bind_mw_wr(
         &mut self,
         pd: u32,
@@ -328,7 +330,7 @@ impl KeyTable {
         new_key: Option<u8>,
         bind: &MwBind,
     ) -> Result<u32, MemError> {
-        self.try_bind(pd, qpn, mw_rkey, new_key, bind, true)
+        self.try_bind(pd, qpn, mw_rkey, new_key, bind)
             .map_err(|e| e.mem())
     }
 
@@ -339,7 +341,6 @@ impl KeyTable {
         mw_rkey: u32,
         new_key: Option<u8>,
         bind: &MwBind,
-        by_wr: bool,
     ) -> Result<u32, BindError> {
         let MwBind {
             mr_lkey,
@@ -364,14 +365,10 @@ impl KeyTable {
                 MemError::InvalidKey,
             ));
         }
+        // A type 1 window comes here by work request only through the bind
+        // verb (`Driver::post_bind_mw`, as rxe's provider posts
+        // ibv_bind_mw): `post_send` refuses it before.
         let ty = mw.ty;
-        if by_wr && ty == MwType::Type1 {
-            return Err(BindError::Invalid(
-                "a type 1 memory window is bound with ibv_bind_mw, not a BIND_MW work request"
-                    .into(),
-                MemError::AccessDenied,
-            ));
-        }
         if ty == MwType::Type2 && mw.bound.is_some() {
             return Err(BindError::State(
                 "a type 2 memory window is bound; invalidate it before binding it again".into(),

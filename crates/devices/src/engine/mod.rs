@@ -794,6 +794,41 @@ impl SoftDevice {
             Err(self.unsupported(&format!("the {op:?} operation")))
         }
     }
+
+    /// Posts a send WR; a BIND_MW naming a type 1 window only when
+    /// `type1_bind` (the bind verb, `Driver::post_bind_mw`), a type 2 one
+    /// only when not.
+    fn post_send_of(&self, qpn: u32, wr: SendWr, type1_bind: bool) -> Result<()> {
+        self.check_send_op(&wr.op)?;
+        let ports = self.ports()?;
+        let now = self.shared.now();
+        let mut st = self.lock();
+        let b = st.meta(qpn)?.backend;
+        if let SendOp::BindMw { mw_rkey, .. } = wr.op {
+            match st.keys.mw_type(mw_rkey) {
+                Some(MwType::Type1) if !type1_bind => {
+                    return Err(VerbsError::invalid(format!(
+                        "QP {qpn:#x}: memory window {mw_rkey:#x} is of type 1, bound with the bind \
+                         verb (ibv_bind_mw, Mw::bind, Mw::post_bind); a BIND_MW work request binds \
+                         type 2 windows"
+                    )));
+                }
+                Some(MwType::Type2) if type1_bind => {
+                    return Err(VerbsError::invalid(format!(
+                        "QP {qpn:#x}: memory window {mw_rkey:#x} is of type 2: bind it with a \
+                         BIND_MW work request (post_send)"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let port = &ports[b];
+        st.backends[b]
+            .post_send(now, qpn, wr)
+            .map_err(|err| post_error(qpn, err))?;
+        self.shared.finish_inline(&mut st, b, now, port);
+        Ok(())
+    }
 }
 
 impl Drop for SoftDevice {
@@ -1210,25 +1245,17 @@ impl Driver for SoftDevice {
     }
 
     fn post_send(&self, qpn: u32, wr: SendWr) -> Result<()> {
-        self.check_send_op(&wr.op)?;
-        let ports = self.ports()?;
-        let now = self.shared.now();
-        let mut st = self.lock();
-        let b = st.meta(qpn)?.backend;
-        if let SendOp::BindMw { mw_rkey, .. } = wr.op {
-            if st.keys.mw_type(mw_rkey) == Some(MwType::Type1) {
-                return Err(VerbsError::invalid(format!(
-                    "QP {qpn:#x}: memory window {mw_rkey:#x} is of type 1, bound with the bind verb \
-                     (ibv_bind_mw, Mw::bind); a BIND_MW work request binds type 2 windows"
-                )));
-            }
+        self.post_send_of(qpn, wr, false)
+    }
+
+    fn post_bind_mw(&self, qpn: u32, wr: SendWr) -> Result<()> {
+        if !matches!(wr.op, SendOp::BindMw { .. }) {
+            return Err(VerbsError::invalid(format!(
+                "QP {qpn:#x}: post_bind_mw posts window binds only, not {:?}",
+                wr.op
+            )));
         }
-        let port = &ports[b];
-        st.backends[b]
-            .post_send(now, qpn, wr)
-            .map_err(|err| post_error(qpn, err))?;
-        self.shared.finish_inline(&mut st, b, now, port);
-        Ok(())
+        self.post_send_of(qpn, wr, true)
     }
 
     fn post_recv(&self, qpn: u32, wr: RecvWr) -> Result<()> {
