@@ -191,7 +191,10 @@ impl Net {
     }
 
     /// Random loss of `per_mille`/1000 of the UDP packets leaving each
-    /// namespace, and everything leaving on pair `black_hole`, if any.
+    /// namespace over a veth (not the loopback: a device wakes its own I/O
+    /// thread with a datagram to itself, and one lost at shutdown left the
+    /// thread in `recvmmsg` for good), and everything leaving on pair
+    /// `black_hole`, if any.
     /// Replaces the previous faults; counters restart.
     pub fn set_faults(&self, per_mille: u32, black_hole: Option<usize>) -> Result<(), String> {
         let t = self.table();
@@ -213,7 +216,7 @@ impl Net {
                 self.nft(
                     ns,
                     &format!(
-                        "add rule inet {t} out meta l4proto udp numgen random mod 1000 < {per_mille} counter drop"
+                        "add rule inet {t} out oifname != \"lo\" meta l4proto udp numgen random mod 1000 < {per_mille} counter drop"
                     ),
                 )?;
             }
