@@ -16,7 +16,9 @@
 //! `SOFTVERBS_BACKEND=daemon` or when a daemon answers on its socket, and
 //! embedded otherwise or with `SOFTVERBS_BACKEND=embedded`. Not yet in the
 //! daemon backend: completion channels, async events, raw-memory
-//! registration, local invalidate, device counters and SRD QPs.
+//! registration (and re-registration over raw memory), local invalidate,
+//! type 1 window binds on the send queue ([`Mw::post_bind`]), device
+//! counters and SRD QPs.
 //!
 //! Safety by construction: every object keeps its parents alive, memory that
 //! a device may touch is owned by the region ([`Mr`]) or registered through an
