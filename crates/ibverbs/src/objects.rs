@@ -232,7 +232,8 @@ pub unsafe extern "C" fn ibv_reg_mr_iova2(
     reg_mr(pd, addr, length, iova, access)
 }
 
-/// `ibv_dereg_mr`: 0 or an errno.
+/// `ibv_dereg_mr`: 0 or an errno (`EINVAL` while memory windows are bound
+/// to the region, as rxe answers; the region stays registered then).
 ///
 /// # Safety
 /// `mr` came from `ibv_reg_mr`.
@@ -241,6 +242,13 @@ pub unsafe extern "C" fn ibv_dereg_mr(mr: *mut sys::ibv_mr) -> c_int {
     let Some(b) = mr_ref(mr) else {
         return EINVAL;
     };
+    match b.mr.dereg() {
+        Ok(()) => {}
+        // A region with memory windows bound stays (rxe's rxe_dereg_mr,
+        // IBA 10.6.7.2.6: EINVAL).
+        Err(softverbs::VerbsError::Busy { .. }) => return EINVAL,
+        Err(e) => return report("ibv_dereg_mr", &e),
+    }
     // SAFETY: the PD outlives its regions (dealloc_pd refuses while in use).
     unsafe { &*b.pd.load(Ordering::Acquire) }
         .users

@@ -1,6 +1,6 @@
 //! Memory regions and windows.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use softverbs_core::driver::MwType;
@@ -21,6 +21,8 @@ pub(crate) struct MrInner {
     pub lkey: u32,
     pub rkey: u32,
     state: Mutex<MrState>,
+    /// Deregistered by [`Mr::dereg`] (not again on drop).
+    dereged: AtomicBool,
 }
 
 /// What [`Mr::rereg`] may change.
@@ -44,6 +46,7 @@ impl MrInner {
                 len: r.len,
                 block,
             }),
+            dereged: AtomicBool::new(false),
         }
     }
 
@@ -54,7 +57,9 @@ impl MrInner {
 
 impl Drop for MrInner {
     fn drop(&mut self) {
-        let _ = self.uctx.dereg_mr(self.handle);
+        if !self.dereged.load(Ordering::Acquire) {
+            let _ = self.uctx.dereg_mr(self.handle);
+        }
     }
 }
 
@@ -261,6 +266,34 @@ impl Mr {
             st.block = block;
         }
         Ok(())
+    }
+
+    /// Deregister the region now (`ibv_dereg_mr`) rather than when the
+    /// last clone is dropped, and learn whether it worked: a region with
+    /// memory windows bound is `Busy` and stays registered. Afterwards its
+    /// keys name nothing (work using them fails its checks); its block, if
+    /// any, lives on with the clones. A second call is an error.
+    ///
+    /// ```no_run
+    /// # use softverbs::*;
+    /// # fn f(pd: &Pd) -> Result<()> {
+    /// let mr = pd.reg_mr(4096, Access::LOCAL_WRITE)?;
+    /// mr.dereg()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dereg(&self) -> Result<()> {
+        if self.inner.dereged.swap(true, Ordering::AcqRel) {
+            return Err(VerbsError::invalid(format!(
+                "memory region lkey {:#x} is already deregistered",
+                self.lkey()
+            )));
+        }
+        self.inner
+            .uctx
+            .dereg_mr(self.inner.handle)
+            .inspect_err(|_| {
+                self.inner.dereged.store(false, Ordering::Release);
+            })
     }
 
     /// Copy bytes out of the region.

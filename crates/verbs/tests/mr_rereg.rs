@@ -220,10 +220,19 @@ fn a_region_with_a_window_bound_is_not_reregistered() {
         .rereg(Rereg::new().access(Access::LOCAL_WRITE))
         .unwrap_err();
     assert!(matches!(e, VerbsError::Busy { .. }), "{e}");
+    // Nor deregistered: it stays registered and usable.
+    let e = sb.mr.dereg().unwrap_err();
+    assert!(matches!(e, VerbsError::Busy { .. }), "{e}");
     drop(mw);
     sb.mr
         .rereg(Rereg::new().access(Access::LOCAL_WRITE))
         .unwrap();
+    sb.mr.dereg().unwrap();
+    assert!(sb.mr.dereg().is_err(), "a second dereg");
+    assert!(
+        sb.mr.rereg(Rereg::new().access(RW)).is_err(),
+        "a dead region"
+    );
 }
 
 #[test]
