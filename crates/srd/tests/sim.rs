@@ -196,3 +196,28 @@ fn ecn_marks_are_echoed_and_shrink_the_window() {
     assert!(on.counters.ecn_ce_rcvd > 0, "{on:?}");
     assert!(on.counters.ecn_echoes_rcvd > 0, "{on:?}");
 }
+
+/// A longer soak than CI's sweep: `SRD_SOAK_SEEDS` seeds (default 1000)
+/// under the issue's faults, alternately with slow receivers (20 µs receive
+/// batches: heavy ACK coalescing) and ECN marking. `cargo test -p
+/// softverbs-srd --release -- --ignored soak`.
+#[test]
+#[ignore]
+fn soak() {
+    let n: u64 = std::env::var("SRD_SOAK_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for seed in 0..n {
+        let cfg = SimConfig {
+            hosts: 3,
+            qps: 3,
+            messages: 12,
+            rx_batch_ns: if seed % 2 == 0 { 20_000 } else { 2_000 },
+            ecn_threshold_ns: if seed % 3 == 0 { 2_000 } else { 0 },
+            ..SimConfig::issue_faults(seed)
+        };
+        let r = run(&cfg).unwrap_or_else(|b| panic!("{b}"));
+        assert_eq!(r.completed, 3 * 3 * 12, "seed {seed}");
+    }
+}
