@@ -337,6 +337,67 @@ fn ud_receive_posted_before_the_send_is_never_missed() {
     });
 }
 
+/// A completion channel serving two CQs reports the one that fired, and
+/// only after it was armed; the solicited-only arm waits for a solicited
+/// message; an SRQ falling below its limit raises the async event — on
+/// both backends (on the daemon: the ring's wait word, the client's pump,
+/// the event ring).
+#[test]
+fn completion_channels_and_async_events_on_both_backends() {
+    both(|a, b| {
+        let pd_a = a.alloc_pd().unwrap();
+        let pd_b = b.alloc_pd().unwrap();
+        let ch = b.create_comp_channel().unwrap();
+        let idle = b.create_cq(16, Some(&ch)).unwrap();
+        let cq_b = b.create_cq(64, Some(&ch)).unwrap();
+        let srq = pd_b.create_srq(16, 1).unwrap();
+        let mr_b = pd_b.reg_mr(64 * 1024, ALL).unwrap();
+        let qb = pd_b
+            .create_qp(&QpInitAttr::rc(&cq_b, &cq_b).with_srq(&srq))
+            .unwrap();
+        let sa = Side::on(a, &pd_a, QpType::Rc, 4096, None);
+        let o = ConnectOptions::default();
+        sa.qp.connect(&qb.endpoint().unwrap(), &o).unwrap();
+        qb.connect(&sa.qp.endpoint().unwrap(), &o).unwrap();
+        for i in 0..8u64 {
+            srq.post_recv(RecvWr::new(i, mr_b.sge(1024 * i as usize, 1024)))
+                .unwrap();
+        }
+        srq.arm_limit(6).unwrap();
+        idle.req_notify(false).unwrap();
+        cq_b.req_notify(false).unwrap();
+        sa.qp
+            .post_send(SendWr::send(1, sa.mr.sge(0, 8)).signaled())
+            .unwrap();
+        sa.wait();
+        assert_eq!(ch.get_cq_event(Some(TIMEOUT)), Some(cq_b.id()));
+        let wc = cq_b.poll_one().unwrap().expect("the completion that fired");
+        assert_eq!((wc.status, wc.byte_len), (WcStatus::Success, 8));
+        // Solicited only: an unsolicited message completes without an
+        // event, the solicited one after it fires.
+        cq_b.req_notify(true).unwrap();
+        sa.qp
+            .post_send(SendWr::send(2, sa.mr.sge(0, 8)).signaled())
+            .unwrap();
+        sa.wait();
+        sa.qp
+            .post_send(SendWr::send(3, sa.mr.sge(0, 8)).signaled().solicited())
+            .unwrap();
+        sa.wait();
+        assert_eq!(ch.get_cq_event(Some(TIMEOUT)), Some(cq_b.id()));
+        assert!(ch.try_get_cq_event().is_none(), "one event per arm");
+        let mut v = Vec::new();
+        while v.len() < 2 {
+            cq_b.poll(2, &mut v).unwrap();
+        }
+        assert!(v[1].solicited && !v[0].solicited, "{v:?}");
+        // Three receives taken of eight: below the limit of six.
+        let ev = b.async_events().get(Some(TIMEOUT));
+        assert_eq!(ev, Some(AsyncEvent::SrqLimitReached { srq: srq.id() }));
+        drop(idle);
+    });
+}
+
 #[test]
 fn what_the_daemon_backend_does_not_offer_is_unsupported() {
     let (_d, path) = daemon_with(None);
