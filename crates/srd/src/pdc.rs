@@ -17,7 +17,7 @@ use crate::cc::Cc;
 
 /// SACK-detected losses on one path, with no delivery in between, that make
 /// it avoided as a timeout does (a black hole shows long before its RTO).
-pub(crate) const PATH_LOSSES: u8 = 3;
+pub(crate) const PATH_LOSSES: u8 = 6;
 
 /// What an outgoing message does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
