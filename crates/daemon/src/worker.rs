@@ -411,17 +411,20 @@ impl RingSet {
                     entries: a.entries as usize,
                     broken: AtomicBool::new(false),
                 });
-                // Completions the device queued before the ring came.
-                let mut early = Vec::new();
-                let _ = uctx.driver().poll_cq(cq.cqn, usize::MAX, &mut early);
-                for wc in &early {
-                    sink.deliver(wc);
-                }
                 self.sink
                     .cqs
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(cq.cqn, sink.clone());
+                // From now on the device hands this CQ's completions to the
+                // sink; any it queued before the ring came go after them
+                // (there are none in practice: the ring is attached right
+                // after create_cq, before any QP can use the CQ).
+                let mut early = Vec::new();
+                let _ = uctx.driver().poll_cq(cq.cqn, usize::MAX, &mut early);
+                for wc in &early {
+                    sink.deliver(wc);
+                }
                 self.cqs.insert(
                     cq.cqn,
                     CqRing {
@@ -654,24 +657,17 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
     moved
 }
 
-/// Moves backlogged completions (and any the device queued itself) into
-/// the CQ rings and drops the rings of destroyed CQs and broken rings.
-/// Returns true while some backlog waits for room.
+/// Moves backlogged completions into the CQ rings and drops the rings of
+/// destroyed CQs and broken rings. Returns true while some backlog waits
+/// for room.
 fn drain_cqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
-    let drv = uctx.driver().clone();
     let ctx = uctx.uapi_context();
     let mut pending = false;
     let mut dead = Vec::new();
-    let mut wcs = Vec::new();
     for (&cqn, c) in set.cqs.iter() {
         if ctx.get::<CqObj>(c.handle).is_none() {
             dead.push(cqn);
             continue;
-        }
-        wcs.clear();
-        let _ = drv.poll_cq(cqn, usize::MAX, &mut wcs);
-        for wc in &wcs {
-            c.sink.deliver(wc);
         }
         pending |= c.sink.flush();
         if c.sink.broken.load(Ordering::Relaxed) {
