@@ -91,6 +91,9 @@ pub struct SimConfig {
     pub unsolicited: bool,
     /// Stop with a livelock breach after this many events.
     pub max_events: u64,
+    /// Largest multiplier of SRD's RACK reordering window
+    /// (`SrdConfig::reorder_max_mult`; 1: a fixed window).
+    pub reorder_max_mult: u32,
     /// ECN: a packet that waited longer than this at its host's egress is
     /// marked congestion-experienced (0: no marking).
     pub ecn_threshold_ns: u64,
@@ -129,6 +132,7 @@ impl Default for SimConfig {
             max_events: 20_000_000,
             rx_batch_ns: 2_000,
             ecn_threshold_ns: 0,
+            reorder_max_mult: 8,
         }
     }
 }
@@ -406,6 +410,7 @@ impl World {
             scfg.paths = cfg.srd_paths;
             scfg.seed = cfg.seed.wrapping_mul(31).wrapping_add(h as u64);
             scfg.max_rdma_size = cfg.max_msg as u32;
+            scfg.reorder_max_mult = cfg.reorder_max_mult;
             let mut ep = SrdEndpoint::new(scfg);
             let mut mem = SimMemory::new(0x100 * (h as u32 + 1), 0x10_0000 * (h as u64 + 1));
             let all = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
