@@ -533,6 +533,8 @@ fn error_wc(wr_id: u64, kind: RingKind, qpn: u32) -> Wc {
         src_qp: 0,
         grh: false,
         solicited: false,
+        vendor_err: 0,
+        unsolicited: false,
     }
 }
 

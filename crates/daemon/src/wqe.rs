@@ -329,12 +329,16 @@ pub fn encode_cqe(wc: &Wc) -> [u8; CQE_SIZE] {
     if wc.solicited {
         f |= 8;
     }
+    if wc.unsolicited {
+        f |= 16;
+    }
     b[11] = f;
     b[12..16].copy_from_slice(&wc.qp_num.to_le_bytes());
     b[16..20].copy_from_slice(&wc.byte_len.to_le_bytes());
     b[20..24].copy_from_slice(&wc.imm.unwrap_or(0).to_le_bytes());
     b[24..28].copy_from_slice(&wc.invalidated_rkey.unwrap_or(0).to_le_bytes());
     b[28..32].copy_from_slice(&wc.src_qp.to_le_bytes());
+    b[32..36].copy_from_slice(&wc.vendor_err.to_le_bytes());
     b
 }
 
@@ -368,6 +372,8 @@ pub fn decode_cqe(b: &[u8]) -> Result<Wc, BadWqe> {
         src_qp: u32_at(b, 28),
         grh: f & 4 != 0,
         solicited: f & 8 != 0,
+        vendor_err: u32_at(b, 32),
+        unsolicited: f & 16 != 0,
     })
 }
 

@@ -211,6 +211,10 @@ pub mod srd {
         c.min_rto = Duration::from_millis(5);
         c.initial_rto = Duration::from_millis(5);
         c.reorder_frac = 1.0;
+        // Applications pause; a context closed after a pause costs only the
+        // CLOSE exchange and a SYN on the next packet, but need not happen
+        // at every scheduling hiccup.
+        c.idle_close = Some(Duration::from_secs(1));
         c
     }
 

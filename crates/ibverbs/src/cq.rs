@@ -339,6 +339,7 @@ pub(crate) fn wc_to_c(w: &Wc) -> sys::ibv_wc {
         byte_len: w.byte_len,
         qp_num: w.qp_num,
         src_qp: w.src_qp,
+        vendor_err: w.vendor_err,
         ..Default::default()
     };
     if let Some(imm) = w.imm {
@@ -648,6 +649,8 @@ mod tests {
             src_qp: 3,
             grh: true,
             solicited: false,
+            vendor_err: 0,
+            unsolicited: false,
         };
         let c = wc_to_c(&w);
         assert_eq!(c.wr_id, 7);

@@ -738,6 +738,8 @@ fn bind_at_once(
                 src_qp: 0,
                 grh: false,
                 solicited: false,
+                vendor_err: 0,
+                unsolicited: false,
             },
         );
     }

@@ -352,6 +352,8 @@ impl SrdEndpoint {
                 src_qp: 0,
                 grh: false,
                 solicited: false,
+                vendor_err: 0,
+                unsolicited: false,
             },
             vendor_err: vendor::FLUSHED,
             unsolicited: false,
@@ -563,9 +565,14 @@ impl SrdEndpoint {
         self.qps.get(&qpn).map_or(0, |q| q.rq.len())
     }
 
-    /// The next completion.
+    /// The next completion (its `wc` carries `vendor_err` and
+    /// `unsolicited` as well).
     pub fn poll_completion(&mut self) -> Option<SrdCompletion> {
-        self.completions.pop_front()
+        let mut c = self.completions.pop_front()?;
+        // What EFA adds travels in the work completion too.
+        c.wc.vendor_err = c.vendor_err;
+        c.wc.unsolicited = c.unsolicited;
+        Some(c)
     }
 
     fn initiator_pdc(&mut self, peer: Gid) -> u16 {
@@ -1056,6 +1063,8 @@ impl SrdEndpoint {
                             src_qp: m.src_qpn,
                             grh: false,
                             solicited: false,
+                            vendor_err: 0,
+                            unsolicited: false,
                         };
                         if status != WcStatus::Success {
                             wc.byte_len = 0;
@@ -1103,6 +1112,8 @@ impl SrdEndpoint {
                             src_qp: m.src_qpn,
                             grh: false,
                             solicited: false,
+                            vendor_err: 0,
+                            unsolicited: false,
                         };
                         recv_wc = Some((wc, vendor::OK, unsolicited));
                     }
@@ -1537,6 +1548,8 @@ impl SrdEndpoint {
                             src_qp: 0,
                             grh: false,
                             solicited: false,
+                            vendor_err: 0,
+                            unsolicited: false,
                         },
                         vendor_err,
                         unsolicited: false,
@@ -1785,6 +1798,8 @@ impl SrdEndpoint {
                     src_qp: 0,
                     grh: false,
                     solicited: false,
+                    vendor_err: 0,
+                    unsolicited: false,
                 },
                 vendor_err: ven,
                 unsolicited: false,

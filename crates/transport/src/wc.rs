@@ -129,6 +129,14 @@ pub struct Completion {
     pub grh: bool,
     /// The message asked for a solicited event.
     pub solicited: bool,
+    /// The device's own error code (`ibv_wc.vendor_err`): EFA's
+    /// completion status on the `srd` device (`softverbs_srd::vendor`), 0
+    /// elsewhere and on success.
+    pub vendor_err: u32,
+    /// A WRITE with immediate that consumed no receive WQE
+    /// (`efadv_wc_is_unsolicited`); `wr_id` is 0. SRD QPs created with
+    /// `EFADV_QP_FLAGS_UNSOLICITED_WRITE_RECV` only.
+    pub unsolicited: bool,
 }
 
 impl Completion {
@@ -151,6 +159,8 @@ impl Completion {
             src_qp: 0,
             grh: false,
             solicited: false,
+            vendor_err: 0,
+            unsolicited: false,
         }
     }
 }
