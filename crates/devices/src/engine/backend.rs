@@ -58,6 +58,9 @@ pub(crate) struct Env<'a> {
     pub counters: &'a mut DeviceCounters,
     /// The address the backend's receive socket is bound to.
     pub local: SocketAddr,
+    /// The datagram being handled arrived marked ECN congestion
+    /// experienced (false outside `handle_datagram`).
+    pub ce: bool,
 }
 
 /// A packet a backend wrote into the transmit buffer.

@@ -269,6 +269,7 @@ impl State {
                 qps,
                 counters,
                 local: port.local(),
+                ce: false,
             };
             loop {
                 if tx.is_full() {
@@ -318,7 +319,14 @@ impl State {
     }
 
     /// Hand datagrams to backend `b` (a wake-up is ignored).
-    fn receive(&mut self, b: usize, now: Instant, dgram: &[u8], src: SocketAddr, port: &UdpPort) {
+    fn receive(
+        &mut self,
+        b: usize,
+        now: Instant,
+        (dgram, ce): (&[u8], bool),
+        src: SocketAddr,
+        port: &UdpPort,
+    ) {
         let local = port.local();
         if dgram.is_empty() && src == local {
             return; // a wake-up
@@ -342,6 +350,7 @@ impl State {
             qps,
             counters,
             local,
+            ce,
         };
         be.handle_datagram(now, src, dgram, &mut env);
     }
@@ -463,7 +472,7 @@ fn io_loop(shared: Arc<Shared>, b: usize, port: Arc<UdpPort>) {
                 st.counters.drop_malformed += 1;
                 continue;
             }
-            st.receive(b, now, dgram, src, &port);
+            st.receive(b, now, (dgram, rx.ce(i)), src, &port);
         }
         st.run_timers(b, now);
         st.drain(b, now, &port);

@@ -227,10 +227,11 @@ impl Backend for SrdBackend {
     }
 
     fn handle_datagram(&mut self, now: Instant, src: SocketAddr, dgram: &[u8], env: &mut Env<'_>) {
+        let ce = env.ce;
         let mut mem = srd_mem(env.keys, env.qps);
         if let Err(why) =
             self.ep
-                .handle_datagram(now, ip_gid(src.ip()), src.port(), dgram, &mut mem)
+                .handle_datagram_ecn(now, ip_gid(src.ip()), src.port(), dgram, ce, &mut mem)
         {
             match why {
                 DropReason::Malformed => env.counters.drop_malformed += 1,

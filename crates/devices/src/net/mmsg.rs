@@ -23,6 +23,12 @@ impl Headers {
         Headers(MultiHeaders::preallocate(n, None))
     }
 
+    /// Headers for `n` received datagrams with room for each one's IP_TOS
+    /// control message (the ECN bits).
+    pub(crate) fn with_tos(n: usize) -> Self {
+        Headers(MultiHeaders::preallocate(n, Some(nix::cmsg_space!(u8))))
+    }
+
     /// The headers, for one call.
     pub(crate) fn get(&mut self) -> &mut MultiHeaders<SockaddrStorage> {
         &mut self.0

@@ -124,11 +124,17 @@ impl UdpPort {
             VerbsError::Io(format!("{device}: cannot set {what} on {addr}: {e}"))
         };
         match addr {
-            SocketAddr::V4(_) => rustix::net::sockopt::set_ip_mtu_discover(
-                &sock,
-                rustix::net::sockopt::Ipv4PathMtuDiscovery::DO,
-            )
-            .map_err(|e| io_err("IP_MTU_DISCOVER", e.into()))?,
+            SocketAddr::V4(_) => {
+                rustix::net::sockopt::set_ip_mtu_discover(
+                    &sock,
+                    rustix::net::sockopt::Ipv4PathMtuDiscovery::DO,
+                )
+                .map_err(|e| io_err("IP_MTU_DISCOVER", e.into()))?;
+                // The TOS byte of each datagram (its ECN bits) as a control
+                // message: SRD's congestion control reads CE marks.
+                rustix::net::sockopt::set_ip_recvtos(&sock, true)
+                    .map_err(|e| io_err("IP_RECVTOS", e.into()))?;
+            }
             SocketAddr::V6(_) => rustix::net::sockopt::set_ipv6_mtu_discover(
                 &sock,
                 rustix::net::sockopt::Ipv6PathMtuDiscovery::DO,
@@ -320,6 +326,9 @@ pub(crate) struct RxBatch {
     lens: [usize; RX_BATCH],
     srcs: [Option<SocketAddr>; RX_BATCH],
     truncated: [bool; RX_BATCH],
+    /// ECN congestion experienced in the datagram's IP header (IPv4, where
+    /// the socket reports its TOS byte).
+    ce: [bool; RX_BATCH],
     n: usize,
     hdrs: Headers,
 }
@@ -332,7 +341,8 @@ impl RxBatch {
             srcs: [None; RX_BATCH],
             truncated: [false; RX_BATCH],
             n: 0,
-            hdrs: Headers::new(RX_BATCH),
+            ce: [false; RX_BATCH],
+            hdrs: Headers::with_tos(RX_BATCH),
         }
     }
 
@@ -357,6 +367,9 @@ impl RxBatch {
         for (i, m) in results.enumerate() {
             self.lens[i] = m.bytes;
             self.truncated[i] = m.flags.contains(MsgFlags::MSG_TRUNC);
+            self.ce[i] = m.cmsgs().is_ok_and(|mut c| {
+                c.any(|c| matches!(c, socket::ControlMessageOwned::Ipv4Tos(t) if t & 3 == 3))
+            });
             self.srcs[i] = m.address.and_then(|a: SockaddrStorage| {
                 if let Some(v4) = a.as_sockaddr_in() {
                     Some(SocketAddr::V4((*v4).into()))
@@ -367,6 +380,12 @@ impl RxBatch {
             self.n = i + 1;
         }
         self.n
+    }
+
+    /// Whether datagram `i` of the last [`RxBatch::recv`] arrived marked
+    /// ECN congestion experienced.
+    pub(crate) fn ce(&self, i: usize) -> bool {
+        self.ce.get(i).copied().unwrap_or(false)
     }
 
     /// Datagram `i` of the last [`RxBatch::recv`]: its bytes, sender and
