@@ -806,3 +806,46 @@ fn srd_over_paths_of_different_rates_between_namespaces() {
     );
     assert_eq!(ca.pdcs_reset, 0, "{ca:?}");
 }
+
+/// ECN where the socket shows it: 10% of A's packets leave marked
+/// congestion experienced (nftables `ip ecn set ce`); B's device reads the
+/// TOS byte (IP_RECVTOS), its ACKs echo the marks (flag M) and A's window
+/// shrinks. Every WRITE still completes intact.
+#[test]
+fn ecn_marks_reach_the_sender_between_namespaces() {
+    let Some((net, a, b)) = netns_pair("ec", 80, 2) else {
+        return;
+    };
+    if let Err(e) = net.set_ce_marking(100) {
+        eprintln!("skipped: nft ecn: {e}");
+        return;
+    }
+    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
+    let ah = a.ah_to(&b);
+    let to_b = softverbs_transport::UdDest {
+        dgid: ah.dgid,
+        remote_qpn: qb.qpn,
+        remote_qkey: QKEY,
+    };
+    let n = 32usize;
+    let w = a.fill(0, n * 65536, 11);
+    for i in 0..n {
+        let off = (i * 65536) as u64;
+        a.post_send(
+            &qa,
+            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
+                .to(to_b)
+                .signaled(),
+        );
+    }
+    let tx = a.wait(n, Duration::from_secs(60));
+    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
+    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
+    let (ca, cb) = (a.dev.srd_counters().unwrap(), b.dev.srd_counters().unwrap());
+    eprintln!(
+        "10% CE: B saw {} marked requests, A got {} echoes",
+        cb.ecn_ce_rcvd, ca.ecn_echoes_rcvd
+    );
+    assert!(cb.ecn_ce_rcvd > 0, "{cb:?}");
+    assert!(ca.ecn_echoes_rcvd > 0, "{ca:?}");
+}

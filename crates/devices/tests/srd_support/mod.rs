@@ -158,6 +158,10 @@ impl Net {
                 ns,
                 &format!("add chain inet {t} post {{ type filter hook postrouting priority 0 ; }}"),
             )?;
+            n.nft(
+                ns,
+                &format!("add chain inet {t} cemark {{ type filter hook postrouting priority 10 ; }}"),
+            )?;
         }
         n.set_faults(0, None)?;
         Ok(n)
@@ -220,6 +224,23 @@ impl Net {
                     ),
                 )?;
             }
+        }
+        Ok(())
+    }
+
+    /// Marks `per_mille`/1000 of the UDP packets leaving A over a veth ECN
+    /// congestion experienced (as a congested switch would; no marking
+    /// qdisc exists on this kernel). Replaces the previous marking.
+    pub fn set_ce_marking(&self, per_mille: u32) -> Result<(), String> {
+        let t = self.table();
+        self.nft(&self.a, &format!("flush chain inet {t} cemark"))?;
+        if per_mille > 0 {
+            self.nft(
+                &self.a,
+                &format!(
+                    "add rule inet {t} cemark oifname != \"lo\" meta l4proto udp numgen random mod 1000 < {per_mille} ip ecn set ce"
+                ),
+            )?;
         }
         Ok(())
     }
