@@ -137,7 +137,7 @@ fn names(v: &Value) -> Vec<String> {
 }
 
 fn device_json(d: &DeviceInfo) -> Value {
-    json!({
+    let mut v = json!({
         "ifname": d.name,
         "kind": d.kind,
         "node_guid": guid(d.node_guid),
@@ -146,7 +146,24 @@ fn device_json(d: &DeviceInfo) -> Value {
         "operations": d.caps.ops.names(),
         "ports": d.ports,
         "gids": d.gids.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
-    })
+    });
+    // An EFA-like device: what efadv_query_device reports.
+    if d.caps.qp_types.names().contains(&"SRD") {
+        if let Ok(a) =
+            softverbs::Context::open(&d.name).and_then(|c| softverbs::efa::query_device(&c))
+        {
+            v["efa"] = json!({
+                "max_sq_wr": a.max_sq_wr,
+                "max_rq_wr": a.max_rq_wr,
+                "max_sq_sge": a.max_sq_sge,
+                "max_rq_sge": a.max_rq_sge,
+                "inline_buf_size": a.inline_buf_size,
+                "max_rdma_size": a.max_rdma_size,
+                "device_caps": a.cap_names(),
+            });
+        }
+    }
+    v
 }
 
 /// `softverbs dev`.
@@ -226,6 +243,25 @@ pub fn dev(args: &DevArgs) -> Result<ExitCode> {
         }
         println!("\tqp_types:\t\t\t{}", names(&d["qp_types"]).join(", "));
         println!("\toperations:\t\t\t{}", names(&d["operations"]).join(", "));
+        let efa = &d["efa"];
+        if efa.is_object() {
+            println!("\tefa (efadv_query_device):");
+            for k in [
+                "max_sq_wr",
+                "max_rq_wr",
+                "max_sq_sge",
+                "max_rq_sge",
+                "inline_buf_size",
+                "max_rdma_size",
+            ] {
+                let tabs = "\t".repeat(3usize.saturating_sub((k.len() + 2) / 8).max(1));
+                println!("\t\t{k}:{tabs}{}", text(&efa[k]));
+            }
+            println!(
+                "\t\tdevice_caps:\t\t{}",
+                names(&efa["device_caps"]).join(", ")
+            );
+        }
         let gids = names(&d["gids"]);
         for p in d["ports"].as_array().into_iter().flatten() {
             println!("\t\tport:\t{}", num(&p["port"]));

@@ -158,4 +158,14 @@ fn dev_shows_srd() {
     let out = ok_stdout("dev", &run(srd_cmd(10, &["dev", "show", "efa0"]), LIMIT));
     assert!(out.contains("qp_types:\t\t\tUD, SRD"), "{out}");
     assert!(out.contains("RDMA_WRITE, RDMA_READ"), "{out}");
+    // efadv_query_device's answer.
+    assert!(out.contains("efa (efadv_query_device):"), "{out}");
+    assert!(out.contains("max_rdma_size:\t\t1073741824"), "{out}");
+    assert!(
+        out.contains("device_caps:\t\tRDMA_READ, RNR_RETRY, RDMA_WRITE, UNSOLICITED_WRITE_RECV"),
+        "{out}"
+    );
+    let j = ok_stdout("dev -j", &run(srd_cmd(10, &["dev", "-j"]), LIMIT));
+    let v: serde_json::Value = serde_json::from_str(&j).expect("JSON");
+    assert_eq!(v[0]["efa"]["max_sq_wr"], 4096, "{j}");
 }
