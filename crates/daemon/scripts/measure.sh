@@ -39,14 +39,17 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # Idle CPU: four clients hold rings on both devices and post nothing.
+IDLE=""
 for i in 1 2 3 4; do
     dev=rxe$((i % 2))
     "$T/examples/idle_client" "$SOCK" "$dev" 15 >/dev/null &
+    IDLE="$IDLE $!"
 done
 sleep 2
 ticks() { awk '{print $14 + $15}' "/proc/$DPID/stat"; }
 a=$(ticks); sleep 10; b=$(ticks)
 hz=$(getconf CLK_TCK)
 echo "softverbsd idle CPU over 10 s with 4 idle clients: $((b - a)) ticks of 1/$hz s (utime+stime)"
-echo "threads: $(ls /proc/$DPID/task | wc -l)"
-wait
+echo "softverbsd threads: $(ls /proc/$DPID/task | wc -l)"
+# shellcheck disable=SC2086
+wait $IDLE
