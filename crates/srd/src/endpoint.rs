@@ -177,6 +177,9 @@ pub struct SrdEndpoint {
     ctrl_q: VecDeque<(Gid, u16, UetPacketRepr)>,
     /// Contexts that owe a coalesced ACK (sent by the next poll_transmit).
     acks_owed: Vec<u16>,
+    /// Target contexts closed lately, by (peer, its PDC id): until when,
+    /// and the PSNs they used (late duplicates of those are refused).
+    closed: HashMap<(Gid, u16), (Instant, u32, u32)>,
     /// The datagram being handled carried ECN CE.
     ce: bool,
     completions: VecDeque<SrdCompletion>,
@@ -197,6 +200,7 @@ impl SrdEndpoint {
             target_by_peer: HashMap::new(),
             ctrl_q: VecDeque::new(),
             acks_owed: Vec::new(),
+            closed: HashMap::new(),
             ce: false,
             completions: VecDeque::new(),
             rr: 0,
@@ -670,7 +674,7 @@ impl SrdEndpoint {
         let (pkt, payload) = UetPacketRepr::parse(datagram).map_err(|_| DropReason::Malformed)?;
         match pkt.pds {
             PdsRepr::Request(req) => {
-                let id = self.rx_pdc(src, req.spdcid, req.dest, req.psn)?;
+                let id = self.rx_pdc(now, src, req.spdcid, req.dest, req.psn)?;
                 self.touch(id, now);
                 if self.ce {
                     self.counters.ecn_ce_rcvd += 1;
@@ -712,14 +716,21 @@ impl SrdEndpoint {
                     Err(e) => return Err(e),
                 };
                 self.touch(id, now);
-                self.on_control(id, port, &c);
+                self.on_control(now, id, port, &c);
                 Ok(())
             }
         }
     }
 
     /// The PDC a request belongs to, opening a target PDC on SYN.
-    fn rx_pdc(&mut self, src: Gid, spdcid: u16, dest: Dest, psn: u32) -> Result<u16, DropReason> {
+    fn rx_pdc(
+        &mut self,
+        now: Instant,
+        src: Gid,
+        spdcid: u16,
+        dest: Dest,
+        psn: u32,
+    ) -> Result<u16, DropReason> {
         match dest {
             Dest::Pdc(d) => self.pdc_for(src, d, spdcid),
             Dest::Syn { psn_offset, .. } => {
@@ -728,6 +739,13 @@ impl SrdEndpoint {
                 }
                 if spdcid == 0 {
                     return Err(DropReason::Malformed);
+                }
+                // A late copy of a closed context's SYN packet must not open
+                // a context and run its request a second time.
+                if let Some(&(until, start, end)) = self.closed.get(&(src, spdcid)) {
+                    if now < until && psn.wrapping_sub(start) < end.wrapping_sub(start) {
+                        return Err(DropReason::UnknownPdc);
+                    }
                 }
                 let start = psn.wrapping_sub(u32::from(psn_offset));
                 let id = self.alloc_pdc(src, false, start);
@@ -1409,7 +1427,7 @@ impl SrdEndpoint {
         }
     }
 
-    fn on_control(&mut self, id: u16, port: u16, c: &ControlRepr) {
+    fn on_control(&mut self, now: Instant, id: u16, port: u16, c: &ControlRepr) {
         if c.ctrl == ControlType::Close {
             // Close once every PSN before the CLOSE's arrived and nothing
             // of ours (READ data) is outstanding; else the initiator asks
@@ -1424,8 +1442,14 @@ impl SrdEndpoint {
                 && !p.initiator;
             if done {
                 let (peer, local, remote) = (p.peer, p.id, p.remote.unwrap_or(0));
+                let span = (p.start_psn, c.psn);
                 self.close_ack(peer, port, local, remote, c.psn);
                 self.free_pdc(id);
+                // Quarantine the closed context's PSNs for a while.
+                let q = self.cfg.max_rto * 10;
+                self.closed.retain(|_, v| v.0 > now);
+                self.closed
+                    .insert((peer, remote), (now + q, span.0, span.1));
             }
             return;
         }

@@ -29,6 +29,8 @@ struct Pair {
     /// Drop the next ACK that answers a CLOSE.
     lose_close_ack: bool,
     closes_seen: usize,
+    /// The first request host 0 sent (a SYN), as it left.
+    first_request: Option<(u16, Vec<u8>)>,
 }
 
 impl Pair {
@@ -53,6 +55,7 @@ impl Pair {
             now: Instant::ZERO,
             lose_close_ack: false,
             closes_seen: 0,
+            first_request: None,
         }
     }
 
@@ -95,6 +98,11 @@ impl Pair {
                 }
                 for (port, d) in out {
                     let (pkt, _) = UetPacketRepr::parse(&d).unwrap();
+                    if h == 0 && self.first_request.is_none() {
+                        if let PdsRepr::Request(_) = pkt.pds {
+                            self.first_request = Some((port, d.clone()));
+                        }
+                    }
                     if let PdsRepr::Control(c) = pkt.pds {
                         if c.ctrl == ControlType::Close {
                             self.closes_seen += 1;
@@ -159,4 +167,19 @@ fn a_lost_close_ack_is_answered_again_without_state() {
     assert!(p.eps[0].pdc_stats().is_empty());
     assert!(p.eps[1].pdc_stats().is_empty());
     assert_eq!(p.eps[0].counters().pdcs_reset, 0);
+}
+
+#[test]
+fn a_late_copy_of_a_closed_contexts_syn_is_refused() {
+    let mut p = Pair::new();
+    p.write(1);
+    assert_eq!(p.run(Duration::from_millis(5)), vec![WcStatus::Success]);
+    p.run(Duration::from_millis(150));
+    assert!(p.eps[1].pdc_stats().is_empty());
+    // The network hands over a stale duplicate of the first packet (a SYN).
+    let (port, d) = p.first_request.clone().expect("captured");
+    let r = p.eps[1].handle_datagram(p.now, gid(0), port, &d, &mut OnePd(&mut p.mems[1]));
+    assert!(r.is_err(), "{r:?}");
+    assert!(p.eps[1].pdc_stats().is_empty(), "no context opened");
+    assert_eq!(p.eps[1].counters().pdcs_opened, 1);
 }
