@@ -160,7 +160,9 @@ impl Net {
             )?;
             n.nft(
                 ns,
-                &format!("add chain inet {t} cemark {{ type filter hook postrouting priority 10 ; }}"),
+                &format!(
+                    "add chain inet {t} cemark {{ type filter hook postrouting priority 10 ; }}"
+                ),
             )?;
         }
         n.set_faults(0, None)?;
