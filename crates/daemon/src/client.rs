@@ -22,7 +22,7 @@ use softverbs_transport::{RecvWr, SendWr};
 
 use crate::frame::{self, Kind};
 use crate::proto::{Attach, RingKind};
-use crate::ring::{Consumer, Producer, HEADER_SIZE};
+use crate::ring::{Arm, Consumer, Producer, HEADER_SIZE};
 use crate::worker::{ring_fd, Doorbell, MapHeader, MapSlots};
 use crate::wqe;
 
@@ -109,15 +109,13 @@ struct Shared {
 struct CqArm {
     id: u32,
     hdr: MapHeader,
-    armed: AtomicBool,
+    arm: Arm,
     channel: Arc<CompChannel>,
 }
 
 impl CqArm {
     fn fired(&self) -> bool {
-        self.armed.load(Ordering::SeqCst)
-            && self.hdr.wait.0.load(Ordering::SeqCst) == 0
-            && self.armed.swap(false, Ordering::SeqCst)
+        self.arm.fired(&self.hdr)
     }
 }
 
@@ -375,7 +373,7 @@ impl Client {
             let a = Arc::new(CqArm {
                 id,
                 hdr: MapHeader(map.clone()),
-                armed: AtomicBool::new(false),
+                arm: Arm::new(),
                 channel,
             });
             self.shared
@@ -565,11 +563,7 @@ impl CompQueue {
             if a.fired() {
                 a.channel.notify(a.id);
             }
-            a.hdr
-                .wait
-                .0
-                .store(if solicited_only { 2 } else { 1 }, Ordering::SeqCst);
-            a.armed.store(true, Ordering::SeqCst);
+            a.arm.arm(&a.hdr, if solicited_only { 2 } else { 1 });
         }
         Ok(())
     }

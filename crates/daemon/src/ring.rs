@@ -24,9 +24,9 @@
 //!   `RUSTFLAGS="--cfg loom" cargo test -p softverbs-daemon --release --lib ring::loom_tests`.
 
 #[cfg(loom)]
-use loom::sync::atomic::{fence, AtomicU32, Ordering};
+use loom::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 #[cfg(not(loom))]
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 
 /// Size of the ring header; slots start here.
 pub const HEADER_SIZE: usize = 256;
@@ -254,6 +254,45 @@ impl<H: std::ops::Deref<Target = Header>, S: Slots> Consumer<H, S> {
     }
 }
 
+/// Arming a CQ ring for its completion channel (`ibv_req_notify_cq` of
+/// the daemon backend), the client's half; the daemon's half is the
+/// producer's [`Producer::wait_word`] and [`Producer::take_wait`] after a
+/// push: it clears `wait` and rings the doorbell.
+///
+/// The client stores `wait` (1 any entry, 2 solicited or error), then
+/// `armed`; its pump, woken by the doorbell, calls [`Arm::fired`]: armed
+/// and `wait` cleared means the daemon fired for this arm. Loom checks
+/// that a fire is reported exactly once and nothing else is
+/// (`loom_tests::arm_fires_exactly_once`).
+#[derive(Debug, Default)]
+pub struct Arm {
+    armed: AtomicBool,
+}
+
+impl Arm {
+    /// An unarmed ring.
+    pub fn new() -> Self {
+        Arm {
+            armed: AtomicBool::new(false),
+        }
+    }
+
+    /// Arms: the next entry pushed after this (`how` 2: the next solicited
+    /// or error one) fires.
+    pub fn arm(&self, hdr: &Header, how: u32) {
+        hdr.wait.0.store(how, Ordering::SeqCst);
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// True once per fire: the ring was armed and the producer has cleared
+    /// `wait` since; disarms.
+    pub fn fired(&self, hdr: &Header) -> bool {
+        self.armed.load(Ordering::SeqCst)
+            && hdr.wait.0.load(Ordering::SeqCst) == 0
+            && self.armed.swap(false, Ordering::SeqCst)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -384,6 +423,35 @@ mod loom_tests {
             }
             t.join().unwrap();
             assert_eq!(got, [1, 2, 3]);
+        });
+    }
+
+    #[test]
+    fn arm_fires_exactly_once() {
+        loom::model(|| {
+            let (h, s) = ring(2);
+            let arm = Arc::new(Arm::new());
+            let rang = Arc::new(AtomicBool::new(false));
+            let (h2, s2, r2) = (h.clone(), s.clone(), rang.clone());
+            // The daemon: push a completion, fire if armed.
+            let daemon = thread::spawn(move || {
+                let mut p = Producer::new(h2, s2, 2);
+                p.push(&[1]).unwrap();
+                let w = p.wait_word();
+                if w == 1 && p.take_wait(w) {
+                    r2.store(true, Ordering::SeqCst);
+                }
+            });
+            // The pump, woken (or not) meanwhile.
+            let (h3, a3) = (h.clone(), arm.clone());
+            let pump = thread::spawn(move || u32::from(a3.fired(&h3)));
+            // The client arms.
+            arm.arm(&h, 1);
+            daemon.join().unwrap();
+            let early = pump.join().unwrap();
+            // The pump's look after the doorbell.
+            let reports = early + u32::from(arm.fired(&h));
+            assert_eq!(reports, u32::from(rang.load(Ordering::SeqCst)));
         });
     }
 
