@@ -109,6 +109,18 @@ fn a_client_killed_mid_transfer_leaves_errors_not_hangs() {
     };
     assert!(pos("qp") < pos("mr") && pos("mr") < pos("pd"), "{kinds:?}");
     assert!(pos("qp") < pos("cq"), "{kinds:?}");
+    // Newest first within a kind: the child made its second PD and MR
+    // last, and handles of a fresh context take increasing slots.
+    for kind in ["pd", "mr"] {
+        let idx: Vec<u64> = closed
+            .destroyed
+            .iter()
+            .filter(|(k, _)| k.to_lowercase() == kind)
+            .map(|(_, h)| h.raw() & 0xff_ffff)
+            .collect();
+        assert_eq!(idx.len(), 2, "{kind}: {kinds:?}");
+        assert!(idx[0] > idx[1], "{kind} not newest first: {idx:?}");
+    }
     assert!(!client::resources(&d.path).unwrap().iter().any(theirs));
     drop(b);
     for _ in 0..500 {
