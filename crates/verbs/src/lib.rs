@@ -14,11 +14,12 @@
 //! and polling through shared-memory rings, [`Pd::reg_mr`] memory in a
 //! sealed memfd). [`Context::open`] picks the daemon when
 //! `SOFTVERBS_BACKEND=daemon` or when a daemon answers on its socket, and
-//! embedded otherwise or with `SOFTVERBS_BACKEND=embedded`. Not yet in the
-//! daemon backend: completion channels, async events, raw-memory
-//! registration (and re-registration over raw memory), local invalidate,
-//! type 1 window binds on the send queue ([`Mw::post_bind`]), device
-//! counters and SRD QPs.
+//! embedded otherwise or with `SOFTVERBS_BACKEND=embedded`. Completion
+//! channels and async events work on both (the daemon adds
+//! [`AsyncEvent::DeviceFatal`] when it goes away). Not yet in the daemon
+//! backend: raw-memory registration (and re-registration over raw memory),
+//! local invalidate, type 1 window binds on the send queue
+//! ([`Mw::post_bind`]), device counters and SRD QPs.
 //!
 //! Safety by construction: every object keeps its parents alive, memory that
 //! a device may touch is owned by the region ([`Mr`]) or registered through an
