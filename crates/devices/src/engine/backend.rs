@@ -88,6 +88,13 @@ pub(crate) trait Backend: Send {
     /// others only send.
     fn addrs(&self) -> &[SocketAddr];
 
+    /// Whether its packets are ECN-capable (sent with ECT(0), so a
+    /// congested switch marks them instead of dropping): only transports
+    /// that react to the marks say so.
+    fn ecn_capable(&self) -> bool {
+        false
+    }
+
     /// Whether it carries QPs of driver type `d` (`None`: the verbs QP
     /// types RC, UC, UD).
     fn serves(&self, d: Option<&DriverQpInit>) -> bool;

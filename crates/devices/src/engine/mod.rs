@@ -601,15 +601,19 @@ impl SoftDevice {
         if let Some(p) = self.shared.ports.get() {
             return Ok(p);
         }
-        let addrs: Vec<Vec<SocketAddr>> = self
+        let addrs: Vec<(Vec<SocketAddr>, bool)> = self
             .lock()
             .backends
             .iter()
-            .map(|b| b.addrs().to_vec())
+            .map(|b| (b.addrs().to_vec(), b.ecn_capable()))
             .collect();
         let mut ports = Vec::with_capacity(addrs.len());
-        for a in &addrs {
-            ports.push(Arc::new(UdpPort::bind_all(a, &self.shared.cfg.name)?));
+        for (a, ecn) in &addrs {
+            let port = UdpPort::bind_all(a, &self.shared.cfg.name)?;
+            if *ecn {
+                port.set_ect();
+            }
+            ports.push(Arc::new(port));
         }
         for (b, port) in ports.iter().enumerate() {
             let (s, p) = (self.shared.clone(), port.clone());

@@ -120,6 +120,11 @@ impl Backend for SrdBackend {
         &self.addrs
     }
 
+    fn ecn_capable(&self) -> bool {
+        // The endpoint echoes CE marks and its window shrinks on them.
+        true
+    }
+
     fn serves(&self, d: Option<&DriverQpInit>) -> bool {
         d.is_some_and(|d| d.driver_type == DRIVER_TYPE_SRD)
     }

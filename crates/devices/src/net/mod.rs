@@ -102,6 +102,16 @@ impl UdpPort {
         Ok(UdpPort { socks, local })
     }
 
+    /// Marks every datagram of this port ECN-capable (ECT(0) in the IPv4
+    /// TOS byte). Best effort: a socket that refuses keeps sending Not-ECT.
+    pub(crate) fn set_ect(&self) {
+        for s in &self.socks {
+            if self.local.is_ipv4() {
+                let _ = rustix::net::sockopt::set_ip_tos(s, 0x02);
+            }
+        }
+    }
+
     /// Bind `addr` for device `device`, with DF set (identification 0) and
     /// large socket buffers.
     pub(crate) fn bind(addr: SocketAddr, device: &str) -> Result<UdpPort, VerbsError> {
