@@ -807,7 +807,8 @@ fn srd_over_paths_of_different_rates_between_namespaces() {
     assert_eq!(ca.pdcs_reset, 0, "{ca:?}");
 }
 
-/// ECN where the socket shows it: 10% of A's packets leave marked
+/// ECN where the socket shows it: the device sends ECT(0); 10% of A's
+/// packets leave marked
 /// congestion experienced (nftables `ip ecn set ce`); B's device reads the
 /// TOS byte (IP_RECVTOS), its ACKs echo the marks (flag M) and A's window
 /// shrinks. Every WRITE still completes intact.
@@ -848,4 +849,9 @@ fn ecn_marks_reach_the_sender_between_namespaces() {
     );
     assert!(cb.ecn_ce_rcvd > 0, "{cb:?}");
     assert!(ca.ecn_echoes_rcvd > 0, "{ca:?}");
+    // The srd device sends ECN-capable packets (ECT(0)), as a congested
+    // switch needs to mark instead of drop.
+    let ect = net.ect0_into_b();
+    eprintln!("ECT(0) packets into B: {ect}");
+    assert!(ect > 0, "no ECT(0) packet arrived");
 }

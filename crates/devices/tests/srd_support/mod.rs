@@ -164,6 +164,15 @@ impl Net {
                     "add chain inet {t} cemark {{ type filter hook postrouting priority 10 ; }}"
                 ),
             )?;
+            // Arriving packets that are ECN-capable (ECT(0)), counted.
+            n.nft(
+                ns,
+                &format!("add chain inet {t} inp {{ type filter hook input priority 0 ; }}"),
+            )?;
+            n.nft(
+                ns,
+                &format!("add rule inet {t} inp meta l4proto udp ip ecn ect0 counter"),
+            )?;
         }
         n.set_faults(0, None)?;
         Ok(n)
@@ -228,6 +237,17 @@ impl Net {
             }
         }
         Ok(())
+    }
+
+    /// UDP packets that arrived in B with ECT(0) so far.
+    pub fn ect0_into_b(&self) -> u64 {
+        let t = self.table();
+        self.nft(&self.b, &format!("list chain inet {t} inp"))
+            .unwrap_or_default()
+            .split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Marks `per_mille`/1000 of the UDP packets leaving A over a veth ECN
