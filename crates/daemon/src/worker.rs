@@ -774,12 +774,23 @@ pub fn run(
             tv_nsec: 1_000_000,
         };
         let _ = rustix::event::poll(&mut fds, if pending { Some(&ms) } else { None });
+        // Drain only what rang: one read per readable eventfd, none for
+        // the quiet ones (a wake-up is on the latency path of a post).
+        let rang: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);
-        kick.drain();
-        while channel.try_get_event().is_some() {}
+        if rang[0] {
+            kick.drain();
+        }
+        if rang[1] {
+            while channel.try_get_event().is_some() {}
+        }
+        for (b, r) in bells.iter().zip(&rang[3..]) {
+            if *r {
+                b.drain();
+            }
+        }
         let set = rings.lock().unwrap_or_else(|e| e.into_inner());
         for w in &set.wqs {
-            w.bell.drain();
             w.awake();
         }
     }
