@@ -850,6 +850,7 @@ impl Drop for SoftDevice {
         if let Some(ports) = self.shared.ports.get() {
             for p in ports {
                 p.wake();
+                p.shutdown_receive();
             }
         }
         let th = self.threads.get_mut().unwrap_or_else(|e| e.into_inner());

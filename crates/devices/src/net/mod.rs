@@ -187,6 +187,16 @@ impl UdpPort {
         let _ = self.socks[0].send_to(&[], self.local);
     }
 
+    /// Stop receiving for good and wake a thread blocked in
+    /// [`RxBatch::recv`] (it returns at most one empty datagram), even where
+    /// the wake-up datagram of [`Self::wake`] is lost (a firewall dropping it
+    /// on `lo` hung shutdown before). Linux's `shutdown(SHUT_RD)` marks an
+    /// unconnected UDP socket shut and wakes its sleepers; it answers
+    /// `ENOTCONN`, which changes nothing here.
+    pub(crate) fn shutdown_receive(&self) {
+        let _ = socket::shutdown(self.socks[0].as_raw_fd(), socket::Shutdown::Read);
+    }
+
     /// Set the receive timeout (`None`: block until a datagram arrives).
     pub(crate) fn set_read_timeout(&self, t: Option<Duration>) {
         let _ = self.socks[0].set_read_timeout(t);
@@ -407,5 +417,36 @@ impl RxBatch {
             self.srcs[i],
             self.truncated[i],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{mpsc, Arc};
+
+    /// A receiver blocked with no timeout returns once the port is shut,
+    /// without any datagram (as when the wake-up datagram is dropped).
+    #[test]
+    fn shutdown_receive_wakes_a_blocked_receiver() {
+        let port = Arc::new(UdpPort::bind("127.0.0.1:0".parse().unwrap(), "t0").unwrap());
+        port.set_read_timeout(None);
+        let (tx, rx) = mpsc::channel();
+        let p = Arc::clone(&port);
+        let th = std::thread::spawn(move || {
+            let mut batch = RxBatch::new();
+            let got = batch.recv(&p);
+            // At most one empty "datagram": the end-of-stream mark.
+            let bytes: usize = (0..got).map(|i| batch.get(i).0.len()).sum();
+            tx.send((got, bytes)).unwrap();
+        });
+        // Whether the thread is already asleep or not yet, it must return.
+        std::thread::sleep(Duration::from_millis(50));
+        port.shutdown_receive();
+        let (got, bytes) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("recv stayed blocked after shutdown_receive");
+        assert!(got <= 1 && bytes == 0, "{got} datagrams, {bytes} bytes");
+        th.join().unwrap();
     }
 }
