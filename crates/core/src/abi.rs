@@ -499,6 +499,47 @@ pub(crate) fn dec_counters(r: &mut Rd) -> QpCounters {
     }
 }
 
+/// Size of the device counters ([`DeviceCounters`]): nine u64 device
+/// counters, the QP counters' sum ([`COUNTERS_SIZE`]) and `cq_overruns`.
+pub const DEVICE_COUNTERS_SIZE: usize = 9 * 8 + COUNTERS_SIZE + 8;
+
+pub(crate) fn enc_device_counters(c: &crate::driver::DeviceCounters) -> Vec<u8> {
+    let mut w = Wr::default();
+    for v in [
+        c.sent_pkts,
+        c.rcvd_pkts,
+        c.sent_bytes,
+        c.rcvd_bytes,
+        c.drop_bad_icrc,
+        c.drop_unknown_qpn,
+        c.drop_bad_opcode,
+        c.drop_qkey_mismatch,
+        c.drop_malformed,
+    ] {
+        w.u64(v);
+    }
+    enc_counters(&mut w, &c.qp);
+    w.u64(c.cq_overruns);
+    w.done()
+}
+
+pub(crate) fn dec_device_counters(b: &[u8]) -> crate::driver::DeviceCounters {
+    let mut r = Rd::new(b, DEVICE_COUNTERS_SIZE);
+    crate::driver::DeviceCounters {
+        sent_pkts: r.u64(),
+        rcvd_pkts: r.u64(),
+        sent_bytes: r.u64(),
+        rcvd_bytes: r.u64(),
+        drop_bad_icrc: r.u64(),
+        drop_unknown_qpn: r.u64(),
+        drop_bad_opcode: r.u64(),
+        drop_qkey_mismatch: r.u64(),
+        drop_malformed: r.u64(),
+        qp: dec_counters(&mut r),
+        cq_overruns: r.u64(),
+    }
+}
+
 /// Size of the QP query output.
 pub const QP_INFO_SIZE: usize = 8 + 48 + QP_INIT_SIZE + COUNTERS_SIZE;
 
@@ -699,6 +740,31 @@ pub const BIND_SIZE: usize = 24;
 mod tests {
     use super::*;
     use crate::qp_rules::mask;
+
+    #[test]
+    fn device_counters_round_trip() {
+        let mut c = crate::driver::DeviceCounters {
+            sent_pkts: 1,
+            rcvd_pkts: 2,
+            sent_bytes: 3,
+            rcvd_bytes: 4,
+            drop_bad_icrc: 5,
+            drop_unknown_qpn: 6,
+            drop_bad_opcode: 7,
+            drop_qkey_mismatch: 8,
+            drop_malformed: 9,
+            cq_overruns: 11,
+            ..Default::default()
+        };
+        c.qp.sent_pkts = 10;
+        c.qp.completion_errors = 12;
+        let b = enc_device_counters(&c);
+        assert_eq!(b.len(), DEVICE_COUNTERS_SIZE);
+        assert_eq!(dec_device_counters(&b), c);
+        // A shorter (older) reply reads as zeros beyond its end.
+        assert_eq!(dec_device_counters(&b[..8]).sent_pkts, 1);
+        assert_eq!(dec_device_counters(&b[..8]).rcvd_pkts, 0);
+    }
 
     #[test]
     fn sizes_match() {

@@ -11,7 +11,11 @@ use softverbs_wire::Gid;
 use crate::abi::{self, Rd, Wr};
 use crate::caps::DeviceCaps;
 use crate::context::{AhRef, CqRef, MrRef, MwRef, PdRef, QpCreate, QpRef, SrqRef};
-use crate::driver::{AhAttr, MwType, PortAttr, QpInfo, SrqAttr};
+use crate::driver::{AhAttr, DeviceCounters, MwType, PortAttr, QpInfo, SrqAttr};
+use crate::efa::{
+    EfaDeviceAttr, DEVICE_ATTR, DRIVER_QP_TYPE, DRIVER_TYPE_SRD, EFA_CREATE_QP,
+    EFA_DEVICE_ATTR_SIZE, EFA_QUERY_DEVICE, QP_FLAGS,
+};
 use crate::error::{Result, VerbsError};
 use crate::objects::ids::*;
 use crate::qp_rules::ModifyAttrs;
@@ -52,6 +56,47 @@ pub(crate) fn mr_ref(handle: Handle, r: &Reply) -> MrRef {
         addr: rd.u64(),
         len: rd.u64(),
     }
+}
+
+/// The attributes every QP creation carries (core `create_qp` and the
+/// drivers' own, such as EFA's): PD, CQs, optional SRQ, `qp_init_attr`.
+fn qp_create_call(
+    object: ObjectId,
+    method: crate::uapi::MethodId,
+    pd: Handle,
+    req: &QpCreate,
+) -> Call {
+    let body = abi::enc_qp_create(&abi::QpCreateReq {
+        qp_type: req.qp_type,
+        sq_sig_all: req.sq_sig_all,
+        max_send_wr: req.max_send_wr,
+        max_recv_wr: req.max_recv_wr,
+        max_send_sge: req.max_send_sge,
+        max_recv_sge: req.max_recv_sge,
+        max_inline_data: req.max_inline_data,
+    });
+    let mut call = Call::new(object, method)
+        .handle(PD_HANDLE, pd)
+        .handle(SEND_CQ, req.send_cq)
+        .handle(RECV_CQ, req.recv_cq)
+        .bytes(IN, body)
+        .out(RESP, (8 + abi::QP_INIT_SIZE) as u32);
+    if let Some(srq) = req.srq {
+        call = call.handle(QP_SRQ, srq);
+    }
+    call
+}
+
+/// The QP a creation reply describes.
+fn qp_ref(handle: Handle, r: &Reply) -> Result<QpRef> {
+    let mut rd = Rd::new(out(r, RESP), 8 + abi::QP_INIT_SIZE);
+    let qpn = rd.u32();
+    rd.u32();
+    Ok(QpRef {
+        handle,
+        qpn,
+        init: abi::dec_qp_init(&mut rd)?,
+    })
 }
 
 /// Typed verbs calls over an encoded-call carrier.
@@ -105,6 +150,15 @@ pub trait VerbsCalls {
                 .out(RESP, 16),
         )?;
         Ok(Rd::new(out(&r, RESP), 16).gid())
+    }
+
+    /// The device's counters (what `Driver::counters` reports): packets,
+    /// bytes, drops, the QP counters' sum and CQ overruns.
+    fn query_device_counters(&self) -> Result<DeviceCounters> {
+        let r = self.call(
+            Call::new(DEVICE, QUERY_DEVICE_COUNTERS).out(RESP, abi::DEVICE_COUNTERS_SIZE as u32),
+        )?;
+        Ok(abi::dec_device_counters(out(&r, RESP)))
     }
 
     /// Allocates a protection domain.
@@ -194,33 +248,8 @@ pub trait VerbsCalls {
 
     /// Creates a QP in RESET.
     fn create_qp(&self, pd: Handle, req: &QpCreate) -> Result<QpRef> {
-        let body = abi::enc_qp_create(&abi::QpCreateReq {
-            qp_type: req.qp_type,
-            sq_sig_all: req.sq_sig_all,
-            max_send_wr: req.max_send_wr,
-            max_recv_wr: req.max_recv_wr,
-            max_send_sge: req.max_send_sge,
-            max_recv_sge: req.max_recv_sge,
-            max_inline_data: req.max_inline_data,
-        });
-        let mut call = Call::new(QP, CREATE)
-            .handle(PD_HANDLE, pd)
-            .handle(SEND_CQ, req.send_cq)
-            .handle(RECV_CQ, req.recv_cq)
-            .bytes(IN, body)
-            .out(RESP, (8 + abi::QP_INIT_SIZE) as u32);
-        if let Some(srq) = req.srq {
-            call = call.handle(QP_SRQ, srq);
-        }
-        let (handle, r) = self.create_with(call, Vec::new())?;
-        let mut rd = Rd::new(out(&r, RESP), 8 + abi::QP_INIT_SIZE);
-        let qpn = rd.u32();
-        rd.u32();
-        Ok(QpRef {
-            handle,
-            qpn,
-            init: abi::dec_qp_init(&mut rd)?,
-        })
+        let (handle, r) = self.create_with(qp_create_call(QP, CREATE, pd, req), Vec::new())?;
+        qp_ref(handle, &r)
     }
 
     /// Changes a QP's state and attributes.
@@ -347,5 +376,32 @@ pub trait VerbsCalls {
                 .out(RESP, 8),
         )?;
         Ok(u32_at(out(&r, RESP), 0))
+    }
+
+    /// `efadv_query_device`: the EFA attributes, through the driver
+    /// namespace (`crate::efa`). The callee refuses it on a device that is
+    /// not EFA-like.
+    fn efa_query_device(&self) -> Result<EfaDeviceAttr> {
+        let r = self.call(
+            Call::new(DEVICE, EFA_QUERY_DEVICE).out(DEVICE_ATTR, EFA_DEVICE_ATTR_SIZE as u32),
+        )?;
+        EfaDeviceAttr::decode(out(&r, DEVICE_ATTR))
+            .ok_or_else(|| VerbsError::Io("efa_query_device: short reply".into()))
+    }
+
+    /// `efadv_create_qp_ex` with `EFADV_QP_DRIVER_TYPE_SRD`, through the
+    /// driver namespace: an SRD QP in RESET, addressed like UD
+    /// (`req.qp_type` is ignored and sent as UD). `flags`:
+    /// [`crate::efa::QP_FLAGS_UNSOLICITED_WRITE_RECV`].
+    fn efa_create_srd_qp(&self, pd: Handle, req: &QpCreate, flags: u64) -> Result<QpRef> {
+        let ud = QpCreate {
+            qp_type: softverbs_transport::QpType::Ud,
+            ..*req
+        };
+        let call = qp_create_call(QP, EFA_CREATE_QP, pd, &ud)
+            .value(DRIVER_QP_TYPE, u64::from(DRIVER_TYPE_SRD))
+            .value(QP_FLAGS, flags);
+        let (handle, r) = self.create_with(call, Vec::new())?;
+        qp_ref(handle, &r)
     }
 }

@@ -29,7 +29,7 @@
 
 use serde::Serialize;
 
-use crate::calls::out;
+use crate::calls::VerbsCalls;
 use crate::context::Ucontext;
 use crate::driver::{Driver, DriverQpInit};
 use crate::error::{Result, VerbsError};
@@ -37,7 +37,7 @@ use crate::objects::ids::{DEVICE, HANDLE, IN, PD_HANDLE, QP, QP_SRQ, RECV_CQ, RE
 use crate::objects::{qp_create_with, ContextData, CqObj, PdObj};
 use crate::provider::QP_QUERY_COUNTERS_SPEC;
 use crate::uapi::{
-    Access, AttrId, AttrSpec, Bundle, Call, DriverSpec, Handle, MethodId, MethodSpec, ObjectSpec,
+    Access, AttrId, AttrSpec, Bundle, DriverSpec, Handle, MethodId, MethodSpec, ObjectSpec,
     UapiError,
 };
 use crate::{abi, QpCreate, QpRef};
@@ -262,11 +262,7 @@ impl Ucontext {
                 "efadv_query_device (not an EFA-like device)",
             ));
         }
-        let r = self.call(
-            Call::new(DEVICE, EFA_QUERY_DEVICE).out(DEVICE_ATTR, EFA_DEVICE_ATTR_SIZE as u32),
-        )?;
-        EfaDeviceAttr::decode(out(&r, DEVICE_ATTR))
-            .ok_or_else(|| VerbsError::Io("efa_query_device: short reply".into()))
+        VerbsCalls::efa_query_device(self)
     }
 
     /// `efadv_create_qp_ex` with `EFADV_QP_DRIVER_TYPE_SRD`: an SRD QP in
@@ -282,34 +278,6 @@ impl Ucontext {
                 ),
             ));
         }
-        let body = abi::enc_qp_create(&abi::QpCreateReq {
-            qp_type: softverbs_transport::QpType::Ud,
-            sq_sig_all: req.sq_sig_all,
-            max_send_wr: req.max_send_wr,
-            max_recv_wr: req.max_recv_wr,
-            max_send_sge: req.max_send_sge,
-            max_recv_sge: req.max_recv_sge,
-            max_inline_data: req.max_inline_data,
-        });
-        let mut call = Call::new(QP, EFA_CREATE_QP)
-            .handle(PD_HANDLE, pd)
-            .handle(SEND_CQ, req.send_cq)
-            .handle(RECV_CQ, req.recv_cq)
-            .bytes(IN, body)
-            .out(RESP, (8 + abi::QP_INIT_SIZE) as u32)
-            .value(DRIVER_QP_TYPE, u64::from(DRIVER_TYPE_SRD))
-            .value(QP_FLAGS, flags);
-        if let Some(srq) = req.srq {
-            call = call.handle(QP_SRQ, srq);
-        }
-        let (handle, r) = self.create(call)?;
-        let mut rd = abi::Rd::new(out(&r, RESP), 8 + abi::QP_INIT_SIZE);
-        let qpn = rd.u32();
-        rd.u32();
-        Ok(QpRef {
-            handle,
-            qpn,
-            init: abi::dec_qp_init(&mut rd)?,
-        })
+        VerbsCalls::efa_create_srd_qp(self, pd, req, flags)
     }
 }

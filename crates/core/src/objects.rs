@@ -53,6 +53,8 @@ pub mod ids {
     pub const QUERY_PORT: MethodId = MethodId::core(1);
     /// DEVICE: one GID.
     pub const QUERY_GID: MethodId = MethodId::core(2);
+    /// DEVICE: the device's counters (`DeviceCounters`, encoded).
+    pub const QUERY_DEVICE_COUNTERS: MethodId = MethodId::core(3);
     /// Every type: create / alloc / reg.
     pub const CREATE: MethodId = MethodId::core(0);
     /// Every type: destroy / dealloc / dereg.
@@ -455,6 +457,12 @@ impl UObject for AhObj {
 fn query_device(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     let caps = abi::enc_caps(data(b)?.driver.caps());
     b.set_out(RESP, &caps)?;
+    Ok(())
+}
+
+fn query_device_counters(b: &mut Bundle<'_>) -> Result<(), UapiError> {
+    let c = abi::enc_device_counters(&data(b)?.driver.counters());
+    b.set_out(RESP, &c)?;
     Ok(())
 }
 
@@ -1194,6 +1202,12 @@ pub static CORE_OBJECTS: [ObjectSpec; 9] = [
                     AttrSpec::scalar(GID_INDEX, "index", 0, 0xffff).mandatory(),
                     resp(16),
                 ],
+            },
+            MethodSpec {
+                id: QUERY_DEVICE_COUNTERS,
+                name: "query_device_counters",
+                handler: Some(query_device_counters),
+                attrs: &[resp(abi::DEVICE_COUNTERS_SIZE)],
             },
         ],
     },
