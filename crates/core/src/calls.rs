@@ -252,6 +252,17 @@ pub trait VerbsCalls {
         qp_ref(handle, &r)
     }
 
+    /// Invalidates `rkey` (a region or a bound type 2 window of `qp`'s
+    /// PD) at once, outside the send queue's order, with no completion.
+    fn local_invalidate(&self, qp: Handle, rkey: u32) -> Result<()> {
+        self.call(
+            Call::new(QP, LOCAL_INVALIDATE)
+                .handle(HANDLE, qp)
+                .value(INV_RKEY, rkey.into()),
+        )
+        .map(drop)
+    }
+
     /// Changes a QP's state and attributes.
     fn modify_qp(&self, qp: Handle, attrs: &ModifyAttrs) -> Result<()> {
         self.call(

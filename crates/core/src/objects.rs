@@ -53,6 +53,8 @@ pub mod ids {
     pub const QUERY_PORT: MethodId = MethodId::core(1);
     /// DEVICE: one GID.
     pub const QUERY_GID: MethodId = MethodId::core(2);
+    /// QP: invalidate an rkey of the QP's PD at once (`Qp::local_invalidate`).
+    pub const LOCAL_INVALIDATE: MethodId = MethodId::core(4);
     /// DEVICE: the device's counters (`DeviceCounters`, encoded).
     pub const QUERY_DEVICE_COUNTERS: MethodId = MethodId::core(3);
     /// Every type: create / alloc / reg.
@@ -116,6 +118,9 @@ pub mod ids {
     pub const RECV_CQ: AttrId = AttrId::core(5);
     /// QP: SRQ.
     pub const QP_SRQ: AttrId = AttrId::core(6);
+    /// QP.local_invalidate: the rkey (a region or a bound type 2 window of
+    /// the QP's PD).
+    pub const INV_RKEY: AttrId = AttrId::core(4);
 }
 
 use ids::*;
@@ -1104,6 +1109,12 @@ fn qp_modify(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     Ok(())
 }
 
+fn qp_local_invalidate(b: &mut Bundle<'_>) -> Result<(), UapiError> {
+    let qp = b.handle::<QpObj>(HANDLE)?;
+    let rkey = b.u64(INV_RKEY)? as u32;
+    drv_err(qp.drv.invalidate(qp.pd.pdn, rkey))
+}
+
 fn qp_query(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     let qp = b.handle::<QpObj>(HANDLE)?;
     let info = qp.drv.query_qp(qp.qpn)?;
@@ -1410,6 +1421,15 @@ pub static CORE_OBJECTS: [ObjectSpec; 9] = [
                 attrs: &[
                     AttrSpec::handle(HANDLE, "qp", QP, Ua::Read).mandatory(),
                     resp(abi::QP_INFO_SIZE),
+                ],
+            },
+            MethodSpec {
+                id: LOCAL_INVALIDATE,
+                name: "local_invalidate",
+                handler: Some(qp_local_invalidate),
+                attrs: &[
+                    AttrSpec::handle(HANDLE, "qp", QP, Ua::Read).mandatory(),
+                    AttrSpec::scalar(INV_RKEY, "rkey", 0, u32::MAX as u64).mandatory(),
                 ],
             },
             destroy_m!(QP, "destroy_qp"),
