@@ -17,6 +17,16 @@
 //! pair (`oifname … drop`), and different rates per pair (`tbf`, so the
 //! queueing delays differ and sprayed packets arrive reordered). The
 //! namespaces are removed on drop (also on panic).
+//!
+//! Delay needs more ([`Net::new_relayed`]): a third namespace M sits in the
+//! middle of every pair (A —veth— M —veth— B) and a user-space netem
+//! (`softverbs_netem::Relay`, AF_PACKET) forwards each frame across it
+//! after a delay, with loss and reordering if asked
+//! ([`Net::set_impairment`]). M's interfaces carry no addresses (IPv6 off,
+//! no forwarding), so frames cross only through the relay; A's and B's
+//! ends compute their checksums themselves (`ethtool -K … tx off`: a
+//! frame read off a packet socket carries no checksum yet when the sender
+//! left it to the "hardware").
 
 #![allow(dead_code)] // each user takes what it needs
 
@@ -25,6 +35,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use softverbs_devices::{DeviceConfig, DeviceKind, SoftDevice};
+use softverbs_netem::{Direction, Impairment, LinkStats, Relay};
 use softverbs_transport::Mtu;
 
 /// First entropy port (`softverbs_srd::ENTROPY_BASE_PORT`).
@@ -62,6 +73,9 @@ pub struct Net {
     net: u8,
     /// Number of veth pairs.
     pub paths: usize,
+    /// The middle namespace, when the pairs run through a relay.
+    pub m: Option<String>,
+    relay: Option<Relay>,
 }
 
 impl Net {
@@ -69,19 +83,50 @@ impl Net {
     /// characters, unique per concurrent user) with `paths` pairs on
     /// `10.<net>.0.0/16`.
     pub fn new(tag: &str, net: u8, paths: usize) -> Result<Net, String> {
+        Self::build(tag, net, paths, false)
+    }
+
+    /// The same, but each pair runs through namespace `sv<tag>m`, where a
+    /// user-space netem relays the frames (no impairment until
+    /// [`Self::set_impairment`]).
+    pub fn new_relayed(tag: &str, net: u8, paths: usize) -> Result<Net, String> {
+        Self::build(tag, net, paths, true)
+    }
+
+    fn build(tag: &str, net: u8, paths: usize, relayed: bool) -> Result<Net, String> {
         assert!(tag.len() <= 4 && (1..=32).contains(&paths));
-        let n = Net {
+        let mut n = Net {
             a: format!("sv{tag}a"),
             b: format!("sv{tag}b"),
             tag: tag.to_string(),
             net,
             paths,
+            m: relayed.then(|| format!("sv{tag}m")),
+            relay: None,
         };
         let _ = sh(&["ip", "netns", "del", &n.a]);
         let _ = sh(&["ip", "netns", "del", &n.b]);
+        if let Some(m) = &n.m {
+            let _ = sh(&["ip", "netns", "del", m]);
+        }
         sh(&["ip", "netns", "add", &n.a])?;
         // From here on, drop cleans up.
         sh(&["ip", "netns", "add", &n.b])?;
+        if let Some(m) = &n.m {
+            sh(&["ip", "netns", "add", m])?;
+            // No addresses, no IPv6, no forwarding (a new namespace's
+            // default): M's kernel leaves the frames to the relay.
+            n.exec(
+                m,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                    "net.ipv4.ip_forward=0",
+                ],
+            )?;
+        }
         for ns in [&n.a, &n.b] {
             // Packets arrive on whichever pair their path took, for an
             // address on lo: no reverse-path filtering.
@@ -96,17 +141,37 @@ impl Net {
             )?;
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         }
+        let mut relay_pairs = Vec::new();
         for i in 0..paths {
             let (va, vb) = (n.veth(i, 'a'), n.veth(i, 'b'));
-            sh(&[
-                "ip", "link", "add", &va, "netns", &n.a, "type", "veth", "peer", "name", &vb,
-                "netns", &n.b,
-            ])?;
+            if let Some(m) = &n.m {
+                let (ma, mb) = (format!("{va}m"), format!("{vb}m"));
+                for (ns, v, mv) in [(&n.a, &va, &ma), (&n.b, &vb, &mb)] {
+                    sh(&[
+                        "ip", "link", "add", v, "netns", ns, "type", "veth", "peer", "name", mv,
+                        "netns", m,
+                    ])?;
+                    sh(&["ip", "-n", m, "link", "set", mv, "mtu", "9000", "up"])?;
+                    n.exec(ns, &["ethtool", "-K", v, "tx", "off"])?;
+                }
+                relay_pairs.push((ma, mb));
+            } else {
+                sh(&[
+                    "ip", "link", "add", &va, "netns", &n.a, "type", "veth", "peer", "name", &vb,
+                    "netns", &n.b,
+                ])?;
+            }
             for (ns, dev, host) in [(&n.a, &va, 1), (&n.b, &vb, 2)] {
                 let addr = format!("10.{net}.{i}.{host}/24");
                 sh(&["ip", "-n", ns, "addr", "add", &addr, "dev", dev])?;
                 sh(&["ip", "-n", ns, "link", "set", dev, "mtu", "9000", "up"])?;
             }
+        }
+        if let Some(m) = &n.m {
+            let seed = 0x5eed_0000 + u64::from(net);
+            let relay = within(m, move || Relay::start(&relay_pairs, seed))?
+                .map_err(|e| format!("netem relay in {m}: {e}"))?;
+            n.relay = Some(relay);
         }
         let hosts = format!("10.{net}.255.0/24");
         for (ns, mine, peer) in [(&n.a, [1, 3], 2), (&n.b, [2, 4], 1)] {
@@ -239,6 +304,44 @@ impl Net {
         Ok(())
     }
 
+    /// Impairs every pair, both directions, on the relay (frames arriving
+    /// from now on); an error when the pairs are not relayed.
+    pub fn set_impairment(&self, imp: Impairment) -> Result<(), String> {
+        self.relay()?.set_all(imp);
+        Ok(())
+    }
+
+    /// Impairs pair `i` on the relay: `a_to_b` on frames from A to B,
+    /// `b_to_a` on the others.
+    pub fn set_path_impairment(
+        &self,
+        i: usize,
+        a_to_b: Impairment,
+        b_to_a: Impairment,
+    ) -> Result<(), String> {
+        let r = self.relay()?;
+        r.set(i, Direction::AToB, a_to_b);
+        r.set(i, Direction::BToA, b_to_a);
+        Ok(())
+    }
+
+    /// The relay's counts per pair (`[A→B, B→A]`); empty when not relayed.
+    pub fn relay_stats(&self) -> Vec<[LinkStats; 2]> {
+        self.relay.as_ref().map(Relay::stats).unwrap_or_default()
+    }
+
+    fn relay(&self) -> Result<&Relay, String> {
+        let r = self
+            .relay
+            .as_ref()
+            .ok_or("these pairs run through no relay (Net::new_relayed)")?;
+        if r.is_running() {
+            Ok(r)
+        } else {
+            Err("the netem relay stopped (I/O error)".into())
+        }
+    }
+
     /// UDP packets that arrived in B with ECT(0) so far.
     pub fn ect0_into_b(&self) -> u64 {
         let t = self.table();
@@ -340,8 +443,13 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // The relay's thread first, while its interfaces still exist.
+        drop(self.relay.take());
         let _ = sh(&["ip", "netns", "del", &self.a]);
         let _ = sh(&["ip", "netns", "del", &self.b]);
+        if let Some(m) = &self.m {
+            let _ = sh(&["ip", "netns", "del", m]);
+        }
     }
 }
 
