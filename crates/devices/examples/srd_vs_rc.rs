@@ -24,7 +24,13 @@
 //! * `reorder` — no loss; the pairs run at different rates (tbf: none,
 //!   2, 1, 0.5 Gb/s, deep queues), so sprayed packets arrive out of order:
 //!   SRD's retransmissions are all spurious.
-//! * `all` (default) — all four.
+//! * `delay` — the `loss` table on delayed links: every pair runs through
+//!   a third namespace where a user-space netem (`softverbs-netem`, an
+//!   AF_PACKET relay: this kernel has no `sch_netem`) holds each frame
+//!   1 ms ± 100 µs each way (`DELAY_US`, `JITTER_US` to change) and drops
+//!   0, 0.1, 1 and 5% of them each way. RC's ACK timeout is 12 (16.8 ms: a
+//!   few times the ~2–6 ms RTT under load; `RC_TIMEOUT` to change).
+//! * `all` (default) — all five.
 //!
 //! The namespaces are removed at the end, on error and on panic.
 
@@ -37,6 +43,7 @@ use softverbs_core::driver::{AhAttr, Driver, Wc};
 use softverbs_core::mem::{Backing, MemBlock};
 use softverbs_core::{Device, ModifyAttrs, MrRef, Owner, QpCreate, QpRef, Ucontext};
 use softverbs_devices::{DeviceKind, SoftDevice};
+use softverbs_netem::Impairment;
 use softverbs_transport::{Access, Mtu, QpState, QpType, SendWr, Sge, UdDest, WcStatus};
 
 const MSG: usize = 64 * 1024;
@@ -389,28 +396,43 @@ fn ms(d: Duration) -> f64 {
 
 /// `cap`: the same capacity for both, e.g. `Some(("1gbit", "250mbit"))`:
 /// RC's pair 0 at the first rate, each of SRD's four pairs at the second.
-fn loss(net: &Net, secs: u64, reps: usize, cap: Option<(&str, &str)>) -> Result<(), String> {
+/// `delay`: the pairs run through the netem relay (a `Net::new_relayed`),
+/// which delays by this and drops (instead of nftables).
+fn loss(
+    net: &Net,
+    secs: u64,
+    reps: usize,
+    cap: Option<(&str, &str)>,
+    delay: Option<Impairment>,
+) -> Result<(), String> {
     let dur = Duration::from_secs(secs);
     let losses = [0u32, 1, 10, 50];
     // [loss][rep] -> (srd, rc)
     let mut rows: Vec<Vec<(Result_, Result_)>> = losses.iter().map(|_| Vec::new()).collect();
+    let faults = |pm: u32| match delay {
+        Some(d) => net.set_impairment(d.with_loss(f64::from(pm) / 1000.0)),
+        None => net.set_faults(pm, None),
+    };
     for r in 0..reps {
         for (i, &pm) in losses.iter().enumerate() {
+            faults(pm)?;
             let set = || {
-                let _ = net.set_faults(pm, None);
+                let _ = faults(pm);
                 if let Some((_, each)) = cap {
                     let _ = net.set_rates(&[Some(each); 4]);
                 }
             };
             let set_rc = || {
-                let _ = net.set_faults(pm, None);
+                let _ = faults(pm);
                 if let Some((all, _)) = cap {
                     let _ = net.set_rates(&[Some(all), None, None, None]);
                 }
             };
+            let relay0 = net.relay_stats();
             let (srd, rc, c) = cells2(net, &format!("l{r}{i}"), dur, None, &set, &set_rc)?;
+            let relay = relay_note(&relay0, &net.relay_stats());
             eprintln!(
-                "loss {:.1}% rep {r}: SRD {:.2} Gb/s{} RC {:.2} Gb/s{}; SRD {c:?}",
+                "loss {:.1}% rep {r}: SRD {:.2} Gb/s{} RC {:.2} Gb/s{}; SRD {c:?}{relay}",
                 f64::from(pm) / 10.0,
                 srd.gbps(),
                 srd.note(),
@@ -420,12 +442,23 @@ fn loss(net: &Net, secs: u64, reps: usize, cap: Option<(&str, &str)>) -> Result<
             rows[i].push((srd, rc));
         }
     }
-    net.set_rates(&[None, None, None, None])?;
-    let capped = match cap {
-        Some((all, each)) => {
+    if delay.is_some() {
+        net.set_impairment(Impairment::NONE)?;
+    } else {
+        net.set_rates(&[None, None, None, None])?;
+    }
+    let capped = match (cap, delay) {
+        (Some((all, each)), _) => {
             format!(", capacity capped (tbf): RC's pair {all}, SRD's four pairs {each} each")
         }
-        None => ", no rate limit (CPU-bound)".to_string(),
+        (None, Some(d)) => format!(
+            ", every pair delayed {:.2} ms ± {:.0} µs each way by the netem relay (loss on the relay), RC ACK timeout {} ({:.1} ms)",
+            ms(d.delay),
+            d.jitter.as_secs_f64() * 1e6,
+            RC_TIMEOUT.load(std::sync::atomic::Ordering::Relaxed),
+            4.096e-3 * f64::from(1u32 << RC_TIMEOUT.load(std::sync::atomic::Ordering::Relaxed)),
+        ),
+        (None, None) => ", no rate limit (CPU-bound)".to_string(),
     };
     println!("\n### Random loss: 64 KiB RDMA WRITE, 16 outstanding, one QP, 4 paths (SRD) / 1 path (RC), MTU 4096{capped}, {secs} s per cell, {reps} round(s)\n");
     println!("| loss each way | SRD Gb/s | SRD % of lossless (means) | SRD p50 ms | SRD p99 ms | RC Gb/s | RC % of lossless (means) | RC p50 ms | RC p99 ms |");
@@ -462,6 +495,28 @@ fn loss(net: &Net, secs: u64, reps: usize, cap: Option<(&str, &str)>) -> Result<
         );
     }
     Ok(())
+}
+
+/// What the relay did between two snapshots: frames relayed, dropped on
+/// purpose, and dropped by the kernel before the relay read them.
+fn relay_note(
+    before: &[[softverbs_netem::LinkStats; 2]],
+    after: &[[softverbs_netem::LinkStats; 2]],
+) -> String {
+    if after.is_empty() {
+        return String::new();
+    }
+    let sum = |v: &[[softverbs_netem::LinkStats; 2]],
+               f: fn(&softverbs_netem::LinkStats) -> u64|
+     -> u64 { v.iter().flatten().map(f).sum() };
+    let d = |f: fn(&softverbs_netem::LinkStats) -> u64| sum(after, f) - sum(before, f);
+    format!(
+        "; relay: {} frames in, {} dropped on purpose, {} dropped by the kernel (relay behind), {} send errors",
+        d(|s| s.netem.arrived),
+        d(|s| s.netem.dropped),
+        d(|s| s.kernel_drops),
+        d(|s| s.send_errors)
+    )
 }
 
 /// Time from `at` until goodput over 20 ms windows is back to 80% of the
@@ -560,14 +615,36 @@ fn reorder(net: &Net, secs: u64) -> Result<(), String> {
 }
 
 fn run(mode: &str, secs: u64, reps: usize) -> Result<(), String> {
+    if matches!(mode, "delay" | "all") {
+        let env = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let d = Impairment::delay(Duration::from_micros(env("DELAY_US", 1000)))
+            .with_jitter(Duration::from_micros(env("JITTER_US", 100)));
+        // RTT ≈ 2 × the delay, plus up to ~4 ms of queue for 1 MiB in
+        // flight: timeout 12 (16.8 ms) is a few RTTs.
+        RC_TIMEOUT.store(
+            env("RC_TIMEOUT", 12) as u8,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let relayed = Net::new_relayed("svd", 97, 4)?;
+        loss(&relayed, secs, reps, None, Some(d))?;
+        RC_TIMEOUT.store(8, std::sync::atomic::Ordering::Relaxed);
+    }
+    if mode == "delay" {
+        return Ok(());
+    }
     let net = Net::new("svr", 98, 4)?;
     if matches!(mode, "loss" | "all") {
-        loss(&net, secs, reps, None)?;
+        loss(&net, secs, reps, None, None)?;
     }
     if matches!(mode, "capped" | "all") {
         // 1 MiB outstanding queues up to 8 ms at 1 Gb/s: past timeout 8.
         RC_TIMEOUT.store(12, std::sync::atomic::Ordering::Relaxed);
-        loss(&net, secs, reps, Some(("1gbit", "250mbit")))?;
+        loss(&net, secs, reps, Some(("1gbit", "250mbit")), None)?;
         RC_TIMEOUT.store(8, std::sync::atomic::Ordering::Relaxed);
     }
     if matches!(mode, "blackhole" | "all") {
@@ -586,7 +663,7 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, rest) = match args.first().map(String::as_str) {
-        Some(m @ ("loss" | "capped" | "blackhole" | "reorder" | "all")) => {
+        Some(m @ ("loss" | "capped" | "blackhole" | "reorder" | "delay" | "all")) => {
             (m.to_string(), &args[1..])
         }
         _ => ("all".to_string(), &args[..]),
