@@ -272,6 +272,13 @@ impl Client {
         self.shared.dead.load(Ordering::SeqCst)
     }
 
+    /// The driver id of the open device (the uAPI registry's, as the
+    /// daemon's OPEN reply gave it): `softverbs_core::efa::EFA_DRIVER_ID`
+    /// for an EFA-like device.
+    pub fn driver_id(&self) -> u32 {
+        self.driver_id
+    }
+
     /// The device's name.
     pub fn device(&self) -> &str {
         &self.device
@@ -519,6 +526,19 @@ impl WorkQueue {
         }
         self.scratch.resize(self.stride, 0);
         wqe::encode_send(wr, &mut self.scratch).map_err(|e| VerbsError::invalid(e.to_string()))?;
+        self.push()
+    }
+
+    /// Posts the bind of a **type 1** window as a work request (a send
+    /// ring only; `wr.op` a `BindMw`): the daemon hands it to
+    /// `Driver::post_bind_mw`, in order with the WQEs before it.
+    pub fn post_bind_mw(&mut self, wr: &SendWr) -> Result<()> {
+        if !self.send {
+            return Err(VerbsError::invalid("post_bind_mw on a receive ring"));
+        }
+        self.scratch.resize(self.stride, 0);
+        wqe::encode_send_kind(wr, wqe::SendKind::Type1Bind, &mut self.scratch)
+            .map_err(|e| VerbsError::invalid(e.to_string()))?;
         self.push()
     }
 

@@ -622,9 +622,17 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
                 }
             }
             moved = true;
-            let r = wqe::decode_send(&slot, w.max_sge, w.max_inline)
+            let r = wqe::decode_send_kind(&slot, w.max_sge, w.max_inline)
                 .map_err(|e| e.to_string())
-                .and_then(|wr| drv.post_send(w.id, wr).map_err(|e| e.to_string()));
+                .and_then(|(wr, kind)| {
+                    match kind {
+                        wqe::SendKind::Send => drv.post_send(w.id, wr),
+                        // The driver checks the window is type 1 and of the
+                        // QP's PD (else MW_BIND_ERR), as for embedded.
+                        wqe::SendKind::Type1Bind => drv.post_bind_mw(w.id, wr),
+                    }
+                    .map_err(|e| e.to_string())
+                });
             if r.is_err() {
                 d.stats.bad_ring_entries.fetch_add(1, Ordering::Relaxed);
                 let wr_id = u64::from_le_bytes(slot[0..8].try_into().unwrap_or_default());

@@ -69,8 +69,41 @@ fn get_sges(b: &[u8], at: usize, n: usize) -> Vec<Sge> {
         .collect()
 }
 
+/// What the daemon does with a send WQE: post it to the send queue, or
+/// post the bind of a **type 1** window (`Mw::post_bind`, rxe's
+/// `ibv_bind_mw`) — the same layout as `BIND_MW` under opcode 10, handed
+/// to `Driver::post_bind_mw`, which refuses anything but a type 1 window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    /// `Driver::post_send`.
+    Send,
+    /// `Driver::post_bind_mw` (opcode 10; `wr.op` is a `BindMw`).
+    Type1Bind,
+}
+
+/// Opcode of a type 1 window bind ([`SendKind::Type1Bind`]).
+const OP_BIND_MW_TYPE1: u8 = 10;
+
 /// Encodes a send WR into a slot of `stride` bytes (zeroed first).
 pub fn encode_send(wr: &SendWr, slot: &mut [u8]) -> Result<(), BadWqe> {
+    encode_send_kind(wr, SendKind::Send, slot)
+}
+
+/// Encodes a send WR of `kind` into a slot of `stride` bytes (zeroed
+/// first). A [`SendKind::Type1Bind`] must be a `BindMw`.
+pub fn encode_send_kind(wr: &SendWr, kind: SendKind, slot: &mut [u8]) -> Result<(), BadWqe> {
+    if kind == SendKind::Type1Bind && !matches!(wr.op, SendOp::BindMw { .. }) {
+        return Err(BadWqe(format!(
+            "a type 1 window bind must be a BIND_MW, not {:?}",
+            wr.op
+        )));
+    }
+    if slot.len() < SEND_HDR {
+        return Err(BadWqe(format!(
+            "a send slot of {} bytes is shorter than the {SEND_HDR}-byte header",
+            slot.len()
+        )));
+    }
     slot.fill(0);
     slot[0..8].copy_from_slice(&wr.wr_id.to_le_bytes());
     let (op, imm, raddr, rkey, a, b2) = match wr.op {
@@ -127,7 +160,11 @@ pub fn encode_send(wr: &SendWr, slot: &mut [u8]) -> Result<(), BadWqe> {
     if wr.flags.fence {
         flags |= F_FENCE;
     }
-    slot[8] = op;
+    slot[8] = if kind == SendKind::Type1Bind {
+        OP_BIND_MW_TYPE1
+    } else {
+        op
+    };
     slot[12..16].copy_from_slice(&imm.to_le_bytes());
     slot[16..24].copy_from_slice(&raddr.to_le_bytes());
     slot[24..28].copy_from_slice(&rkey.to_le_bytes());
@@ -164,8 +201,19 @@ pub fn encode_send(wr: &SendWr, slot: &mut [u8]) -> Result<(), BadWqe> {
     Ok(())
 }
 
-/// Decodes a send slot, checking it against the QP's limits.
+/// Decodes a send slot, checking it against the QP's limits (any kind:
+/// see [`decode_send_kind`]).
 pub fn decode_send(slot: &[u8], max_sge: u32, max_inline: u32) -> Result<SendWr, BadWqe> {
+    decode_send_kind(slot, max_sge, max_inline).map(|(wr, _)| wr)
+}
+
+/// Decodes a send slot and says what to do with it, checking it against
+/// the QP's limits.
+pub fn decode_send_kind(
+    slot: &[u8],
+    max_sge: u32,
+    max_inline: u32,
+) -> Result<(SendWr, SendKind), BadWqe> {
     if slot.len() < SEND_HDR {
         return Err(BadWqe("slot shorter than the header".into()));
     }
@@ -201,7 +249,7 @@ pub fn decode_send(slot: &[u8], max_sge: u32, max_inline: u32) -> Result<SendWr,
             add: a,
         },
         8 => SendOp::LocalInv { rkey: imm },
-        9 => SendOp::BindMw {
+        9 | OP_BIND_MW_TYPE1 => SendOp::BindMw {
             mw_rkey: rkey,
             new_rkey: (b >> 63 != 0).then_some(imm),
             mr_lkey: b as u32,
@@ -234,17 +282,25 @@ pub fn decode_send(slot: &[u8], max_sge: u32, max_inline: u32) -> Result<SendWr,
             remote_qkey: u32_at(slot, 68),
         }
     });
-    Ok(SendWr {
-        wr_id,
-        op,
-        payload,
-        flags: SendFlags {
-            signaled: flags & F_SIGNALED != 0,
-            solicited: flags & F_SOLICITED != 0,
-            fence: flags & F_FENCE != 0,
+    let kind = if slot[8] == OP_BIND_MW_TYPE1 {
+        SendKind::Type1Bind
+    } else {
+        SendKind::Send
+    };
+    Ok((
+        SendWr {
+            wr_id,
+            op,
+            payload,
+            flags: SendFlags {
+                signaled: flags & F_SIGNALED != 0,
+                solicited: flags & F_SOLICITED != 0,
+                fence: flags & F_FENCE != 0,
+            },
+            ud,
         },
-        ud,
-    })
+        kind,
+    ))
 }
 
 /// Encodes a receive WR.
@@ -497,6 +553,54 @@ mod tests {
                 },
             ),
         ] {
+            encode_send(&wr, &mut slot).unwrap();
+            assert_eq!(decode_send(&slot, 2, 64).unwrap(), wr);
+        }
+        // A type 1 bind: opcode 10, the BIND_MW layout, its kind kept.
+        let bind = SendWr::bind_mw_req(
+            12,
+            softverbs_transport::MwBindReq {
+                mw_rkey: 0x600,
+                new_rkey: Some(0x601),
+                mr_lkey: 0x300,
+                addr: 0x7000,
+                len: 64,
+                access: Access::REMOTE_READ,
+            },
+        )
+        .signaled();
+        encode_send_kind(&bind, SendKind::Type1Bind, &mut slot).unwrap();
+        assert_eq!(slot[8], 10);
+        assert_eq!(
+            decode_send_kind(&slot, 2, 64).unwrap(),
+            (bind.clone(), SendKind::Type1Bind)
+        );
+        encode_send(&bind, &mut slot).unwrap();
+        assert_eq!(
+            decode_send_kind(&slot, 2, 64).unwrap(),
+            (bind, SendKind::Send)
+        );
+        // Only a bind can be a type 1 bind.
+        assert!(encode_send_kind(&inl, SendKind::Type1Bind, &mut slot).is_err());
+        // SRD's operations with UD-style addressing (AH's GID, remote QPN,
+        // Q_Key) next to the remote address and rkey.
+        let to = UdDest {
+            dgid: Gid([7; 16]),
+            remote_qpn: 0x42,
+            remote_qkey: 0x1111_1111,
+        };
+        let sge = Sge {
+            addr: 0x1000,
+            length: 100,
+            lkey: 3,
+        };
+        for wr in [
+            SendWr::send(1, sge),
+            SendWr::write(2, sge, 0x9000, 5),
+            SendWr::write_with_imm(3, sge, 0x9000, 5, 0xabcd),
+            SendWr::read(4, sge, 0x9000, 5),
+        ] {
+            let wr = wr.to(to).signaled();
             encode_send(&wr, &mut slot).unwrap();
             assert_eq!(decode_send(&slot, 2, 64).unwrap(), wr);
         }

@@ -150,11 +150,12 @@ impl Ctx {
         }
     }
 
-    pub fn counters(&self) -> DeviceCounters {
+    /// The device's counters: read from the driver when embedded, asked of
+    /// the daemon (`DEVICE.query_device_counters`) when not.
+    pub fn counters(&self) -> Result<DeviceCounters> {
         match self {
-            Ctx::Embedded(u) => u.driver().counters(),
-            // The daemon's counters are `softverbs stat show`'s, host-wide.
-            Ctx::Daemon(_) => DeviceCounters::default(),
+            Ctx::Embedded(u) => Ok(u.driver().counters()),
+            Ctx::Daemon(d) => d.client.query_device_counters(),
         }
     }
 
@@ -382,6 +383,13 @@ impl Ctx {
         }
     }
 
+    pub fn local_invalidate(&self, qp: Handle, rkey: u32) -> Result<()> {
+        match self {
+            Ctx::Embedded(u) => u.local_invalidate(qp, rkey),
+            Ctx::Daemon(d) => d.client.local_invalidate(qp, rkey),
+        }
+    }
+
     pub fn query_qp(&self, qp: Handle) -> Result<QpInfo> {
         match self {
             Ctx::Embedded(u) => u.query_qp(qp),
@@ -417,14 +425,24 @@ impl Ctx {
     pub fn efa_query_device(&self) -> Result<EfaDeviceAttr> {
         match self {
             Ctx::Embedded(u) => u.efa_query_device(),
-            Ctx::Daemon(d) => Err(daemon_unsupported(d, "efadv_query_device")),
+            Ctx::Daemon(d) => {
+                efa_device(d, "efadv_query_device (not an EFA-like device)")?;
+                d.client.efa_query_device()
+            }
         }
     }
 
     pub fn efa_create_srd_qp(&self, pd: Handle, req: &QpCreate, flags: u64) -> Result<QpRef> {
         match self {
             Ctx::Embedded(u) => u.efa_create_srd_qp(pd, req, flags),
-            Ctx::Daemon(d) => Err(daemon_unsupported(d, "SRD QPs")),
+            Ctx::Daemon(d) => {
+                efa_device(
+                    d,
+                    "SRD queue pairs (SRD needs an EFA-like device: \
+                     softverbs link add NAME type srd)",
+                )?;
+                d.client.efa_create_srd_qp(pd, req, flags)
+            }
         }
     }
 
@@ -481,6 +499,16 @@ impl Ctx {
                 true,
             )?))),
         }
+    }
+}
+
+/// Refuses an EFA call on a daemon device that is not EFA-like, as the
+/// embedded context does, before anything crosses the socket.
+fn efa_device(d: &DaemonCtx, what: &str) -> Result<()> {
+    if d.client.driver_id() == softverbs_core::efa::EFA_DRIVER_ID {
+        Ok(())
+    } else {
+        Err(VerbsError::unsupported(d.client.device(), what))
     }
 }
 

@@ -118,9 +118,20 @@ impl Context {
         self.uctx.query_gid(port, index)
     }
 
-    /// Device-wide counters (zero in the daemon backend: the daemon's are
-    /// host-wide, `softverbs stat show`).
+    /// Device-wide counters: packets, bytes, drops, the QP counters'
+    /// sum and CQ overruns of the device this context is open on. In the
+    /// daemon backend they are asked of the daemon (one uAPI call,
+    /// `DEVICE.query_device_counters`) and, as a Linux device's hardware
+    /// counters, count every process's traffic through that device. Zero
+    /// when they cannot be read (the daemon went away):
+    /// [`Context::query_counters`] says why.
     pub fn counters(&self) -> DeviceCounters {
+        self.query_counters().unwrap_or_default()
+    }
+
+    /// [`Context::counters`], with the error when they cannot be read
+    /// (in the daemon backend: the daemon went away or refused).
+    pub fn query_counters(&self) -> Result<DeviceCounters> {
         self.uctx.counters()
     }
 

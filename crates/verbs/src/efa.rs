@@ -60,12 +60,21 @@ pub fn create_srd_qp(pd: &Pd, attr: &QpInitAttr, flags: u64) -> Result<Qp> {
         .inner
         .uctx
         .efa_create_srd_qp(pd.inner.r.handle, &req, flags)?;
+    // In the daemon backend the SRD QP gets its send and receive rings
+    // like any QP (its WQEs carry UD-style addressing).
+    let rings = match pd.inner.uctx.qp_rings(&r) {
+        Ok(rings) => rings,
+        Err(e) => {
+            let _ = pd.inner.uctx.destroy_qp(r.handle);
+            return Err(e);
+        }
+    };
     Ok(Qp::from_parts(QpInner {
         pd: pd.inner.clone(),
         send_cq: attr.send_cq.inner.clone(),
         recv_cq: attr.recv_cq.inner.clone(),
         srq: attr.srq.as_ref().map(|s| s.inner.clone()),
         r,
-        rings: None,
+        rings,
     }))
 }

@@ -390,8 +390,9 @@ impl Mw {
     /// refused bind (out of the region, no `MW_BIND`, another PD) completes
     /// with `MW_BIND_ERR` and moves the QP to error. `bind` is the region
     /// with the offset and length to grant; `None` unbinds. Returns the
-    /// window's new rkey ([`Mw::rkey`] reports it from now on). Embedded
-    /// backend only (the daemon backend binds with [`Mw::bind`]).
+    /// window's new rkey ([`Mw::rkey`] reports it from now on). On the
+    /// daemon backend the bind is a WQE of the QP's send ring; what the
+    /// device refuses at post time comes back as a completion there.
     ///
     /// ```no_run
     /// # use softverbs::*;
@@ -415,11 +416,6 @@ impl Mw {
                  SendWr::bind_mw (a BIND_MW work request) on the QP",
             ));
         }
-        let Some(drv) = qp.inner.pd.uctx.driver() else {
-            return Err(qp.inner.pd.uctx.unsupported(
-                "type 1 window binds on the send queue (Mw::post_bind): use Mw::bind",
-            ));
-        };
         let (mr_lkey, addr, len) = match bind {
             Some((mr, offset, len)) => {
                 (mr.lkey(), mr.addr().wrapping_add(offset as u64), len as u64)
@@ -441,7 +437,13 @@ impl Mw {
         if signaled {
             wr = wr.signaled();
         }
-        drv.post_bind_mw(qp.inner.r.qpn, wr)?;
+        match (&qp.inner.rings, qp.inner.pd.uctx.driver()) {
+            // Daemon backend: a type 1 bind WQE (opcode 10) on the send
+            // ring, handed to the same driver call in ring order.
+            (Some(r), _) => crate::backend::lock(&r.sq).post_bind_mw(&wr)?,
+            (None, Some(drv)) => drv.post_bind_mw(qp.inner.r.qpn, wr)?,
+            (None, None) => return Err(qp.inner.pd.uctx.unsupported("a QP without rings")),
+        }
         self.inner.rkey.store(new_rkey, Ordering::Release);
         Ok(new_rkey)
     }

@@ -306,7 +306,9 @@ impl Qp {
     /// the send queue. To invalidate in order with the send queue (after
     /// every earlier work request has completed) and get a completion,
     /// post [`SendWr::local_inv`] instead. A type 1 window is invalidated
-    /// by binding it with length 0 ([`crate::Mw::bind`]).
+    /// by binding it with length 0 ([`crate::Mw::bind`]). One uAPI call
+    /// (`QP.local_invalidate`) on both backends: through the daemon's
+    /// socket it has taken effect in the daemon when this returns.
     ///
     /// ```no_run
     /// # use softverbs::*;
@@ -316,10 +318,10 @@ impl Qp {
     /// # Ok(()) }
     /// ```
     pub fn local_invalidate(&self, rkey: u32) -> Result<()> {
-        match self.inner.pd.uctx.driver() {
-            Some(drv) => drv.invalidate(self.inner.pd.r.id, rkey),
-            None => Err(self.inner.pd.uctx.unsupported("local invalidate")),
-        }
+        self.inner
+            .pd
+            .uctx
+            .local_invalidate(self.inner.r.handle, rkey)
     }
 
     /// Post a receive work request (`ibv_post_recv`).

@@ -538,3 +538,358 @@ fn examples_run_on_the_daemon() {
         );
     }
 }
+
+/// Runs `f` with a pair of `srd` contexts (efa0, efa1) on each backend
+/// (127.0.17.x embedded, 127.0.18.x on a daemon of this test's own).
+fn both_srd(f: impl Fn(&Context, &Context)) {
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) as u8;
+    let dev = |name: &str, host: u8| {
+        let ip = format!("127.0.17.{}", 2 * n + host).parse().unwrap();
+        Context::open_config(DeviceConfig::new(name, DeviceKind::Srd, ip)).unwrap()
+    };
+    let (a, b) = (dev("efa0", 1), dev("efa1", 2));
+    f(&a, &b);
+    let list = format!(
+        "efa0=srd:127.0.18.{},efa1=srd:127.0.18.{}",
+        2 * n + 1,
+        2 * n + 2
+    );
+    let (_d, path) = daemon_with(Some(&list));
+    let a = Context::open_with(&Backend::Daemon(path.clone()), "efa0").unwrap();
+    let b = Context::open_with(&Backend::Daemon(path), "efa1").unwrap();
+    assert!(a.is_daemon());
+    f(&a, &b);
+}
+
+/// SRD QPs (`efa::create_srd_qp`, the EFA driver namespace of the uAPI)
+/// on both backends: the EFA attributes, SEND, SEND with immediate, RDMA
+/// WRITE with and without immediate and RDMA READ, each work request
+/// addressed UD-style (AH, remote QPN, Q_Key) — on the daemon through the
+/// send ring — and what an rxe device refuses.
+#[test]
+fn srd_on_both_backends() {
+    both_srd(|a, b| {
+        let who = if a.is_daemon() { "daemon" } else { "embedded" };
+        assert_eq!(a.query_device().unwrap().qp_types.names(), ["UD", "SRD"]);
+        let attr = efa::query_device(a).unwrap();
+        assert!(
+            attr.has(efa::EfaDeviceAttr::CAPS_RDMA_READ | efa::EfaDeviceAttr::CAPS_RDMA_WRITE),
+            "{who}: {attr:?}"
+        );
+        assert_eq!(efa::query_device(b).unwrap(), attr, "{who}");
+        let (pa, pb) = (a.alloc_pd().unwrap(), b.alloc_pd().unwrap());
+        let (ca, cb) = (
+            a.create_cq(64, None).unwrap(),
+            b.create_cq(64, None).unwrap(),
+        );
+        let acc = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
+        let (ma, mb) = (
+            pa.reg_mr(1 << 20, acc).unwrap(),
+            pb.reg_mr(1 << 20, acc).unwrap(),
+        );
+        let init = |cq: &Cq| QpInitAttr {
+            max_inline_data: attr.inline_buf_size.into(),
+            ..QpInitAttr::ud(cq, cq)
+        };
+        let qa = efa::create_srd_qp(&pa, &init(&ca), 0).unwrap();
+        let qb = efa::create_srd_qp(&pb, &init(&cb), 0).unwrap();
+        let o = ConnectOptions::default();
+        qa.connect(&qb.endpoint().unwrap(), &o).unwrap();
+        qb.connect(&qa.endpoint().unwrap(), &o).unwrap();
+        let ah = pa
+            .create_ah(AhAttr {
+                dgid: b.query_gid(1, 1).unwrap(),
+                sgid_index: 1,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                sl: 0,
+                port: 1,
+            })
+            .unwrap();
+        let to_b = ah.dest(qb.qpn(), o.qkey);
+        let wait = |cq: &Cq| {
+            let wc = cq
+                .wait_one(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{who}: {e}"));
+            assert_eq!(wc.status, WcStatus::Success, "{who}: {wc:?}");
+            wc
+        };
+
+        // SEND and SEND with immediate (one MTU at most), inline too.
+        qb.post_recv(RecvWr::new(1, mb.sge(0, 4096))).unwrap();
+        qb.post_recv(RecvWr::new(2, mb.sge(4096, 4096))).unwrap();
+        ma.write(0, b"hello, SRD").unwrap();
+        qa.post_send(SendWr::send(10, ma.sge(0, 10)).to(to_b).signaled())
+            .unwrap();
+        ma.write(64, b"with imm").unwrap();
+        qa.post_send(
+            SendWr::send_with_imm(11, ma.sge(64, 8), 0x5eed)
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(wait(&cb));
+        }
+        // Reliable but unordered: sort by receive WR.
+        got.sort_by_key(|wc| wc.wr_id);
+        assert_eq!(
+            (got[0].wr_id, got[0].byte_len, got[0].src_qp, got[0].imm),
+            (1, 10, qa.qpn(), None),
+            "{who}"
+        );
+        assert_eq!(
+            (got[1].wr_id, got[1].byte_len, got[1].imm),
+            (2, 8, Some(0x5eed)),
+            "{who}"
+        );
+        let mut buf = [0u8; 10];
+        mb.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello, SRD", "{who}");
+        let mut buf = [0u8; 8];
+        mb.read(4096, &mut buf).unwrap();
+        assert_eq!(&buf, b"with imm", "{who}");
+        let mut ids = [wait(&ca).wr_id, wait(&ca).wr_id];
+        ids.sort_unstable();
+        assert_eq!(ids, [10, 11], "{who}");
+        // Inline (up to inline_buf_size bytes).
+        qb.post_recv(RecvWr::new(4, mb.sge(0, 4096))).unwrap();
+        qa.post_send(SendWr::send_inline(12, b"inline!").to(to_b).signaled())
+            .unwrap();
+        assert_eq!(wait(&cb).byte_len, 7, "{who}");
+        assert_eq!(wait(&ca).wr_id, 12, "{who}");
+        let mut buf = [0u8; 7];
+        mb.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"inline!", "{who}");
+
+        // RDMA WRITE, then WRITE with immediate (it consumes a receive).
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        ma.write(8192, &data).unwrap();
+        qa.post_send(
+            SendWr::write(20, ma.sge(8192, 70_000), mb.addr() + 8192, mb.rkey())
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        let wc = wait(&ca);
+        assert_eq!((wc.wr_id, wc.opcode), (20, WcOpcode::RdmaWrite), "{who}");
+        let mut back = vec![0u8; 70_000];
+        mb.read(8192, &mut back).unwrap();
+        assert!(back == data, "{who}: WRITE data differ");
+        qb.post_recv(RecvWr::new(3, mb.sge(0, 0))).unwrap();
+        qa.post_send(
+            SendWr::write_with_imm(21, ma.sge(8192, 300), mb.addr() + 200_000, mb.rkey(), 77)
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        assert_eq!(wait(&ca).wr_id, 21, "{who}");
+        let wc = wait(&cb);
+        assert_eq!(
+            (wc.wr_id, wc.opcode, wc.imm, wc.byte_len),
+            (3, WcOpcode::RecvRdmaWithImm, Some(77), 300),
+            "{who}"
+        );
+        let mut back = vec![0u8; 300];
+        mb.read(200_000, &mut back).unwrap();
+        assert!(back == data[..300], "{who}: WRITE_IMM data differ");
+
+        // RDMA READ.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        mb.write(300_000, &data).unwrap();
+        qa.post_send(
+            SendWr::read(30, ma.sge(400_000, 100_000), mb.addr() + 300_000, mb.rkey())
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        let wc = wait(&ca);
+        assert_eq!((wc.wr_id, wc.opcode), (30, WcOpcode::RdmaRead), "{who}");
+        let mut back = vec![0u8; 100_000];
+        ma.read(400_000, &mut back).unwrap();
+        assert!(back == data, "{who}: READ data differ");
+
+        // A wrong rkey is the peer's error, reported with EFA's status.
+        qa.post_send(
+            SendWr::write(31, ma.sge(0, 64), mb.addr(), mb.rkey() ^ 0xff00)
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        let wc = ca.wait_one(TIMEOUT).unwrap();
+        assert_eq!(
+            (wc.wr_id, wc.status, wc.vendor_err),
+            (31, WcStatus::RemAccessErr, 7), // REMOTE_ERROR_BAD_ADDRESS
+            "{who}: {wc:?}"
+        );
+    });
+}
+
+/// The EFA namespace on a device that is not EFA-like is refused, on both
+/// backends, naming what is missing.
+#[test]
+fn efa_calls_on_an_rxe_device_are_unsupported_on_both_backends() {
+    both(|a, _| {
+        let e = efa::query_device(a).unwrap_err();
+        assert!(matches!(e, VerbsError::Unsupported { .. }), "{e}");
+        let pd = a.alloc_pd().unwrap();
+        let cq = a.create_cq(8, None).unwrap();
+        let e = efa::create_srd_qp(&pd, &QpInitAttr::ud(&cq, &cq), 0).unwrap_err();
+        assert!(matches!(e, VerbsError::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("SRD"), "{e}");
+    });
+}
+
+/// Type 2 windows bound and invalidated by work requests (BIND_MW,
+/// LOCAL_INV), `Qp::local_invalidate` (at once, one uAPI call), and type 1
+/// binds posted on the send queue (`Mw::post_bind`, a type 1 bind WQE on
+/// the daemon's send ring), in order with the work before them, on both
+/// backends.
+#[test]
+fn windows_and_local_invalidation_on_both_backends() {
+    both(|a, b| {
+        let who = if a.is_daemon() { "daemon" } else { "embedded" };
+        let (a, b) = rc_pair(a, b, 64 * 1024);
+        let rw = Access::REMOTE_WRITE | Access::REMOTE_READ;
+        let run = |s: &Side, wr: SendWr| {
+            s.qp.post_send(wr.signaled()).unwrap();
+            s.cq.wait_one(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{who}: {e}"))
+        };
+        let write_status = |off: u64, rkey: u32, wr_id: u64| {
+            run(&a, SendWr::write(wr_id, a.mr.sge(0, 64), off, rkey)).status
+        };
+        a.fill(0, 64, 3);
+
+        // Type 2: BIND_MW by work request, used, LOCAL_INV by work request.
+        let mw = b.pd.alloc_mw(MwType::Type2).unwrap();
+        let (wr, rkey) = SendWr::bind_mw(1, &mw, &b.mr, 4096, 4096, rw);
+        let wc = run(&b, wr);
+        assert_eq!(
+            (wc.wr_id, wc.opcode, wc.status),
+            (1, WcOpcode::BindMw, WcStatus::Success),
+            "{who}"
+        );
+        let win = b.mr.addr() + 4096;
+        assert_eq!(write_status(win, rkey, 2), WcStatus::Success, "{who}");
+        let wc = run(&b, SendWr::local_inv(3, rkey));
+        assert_eq!(
+            (wc.wr_id, wc.opcode, wc.status),
+            (3, WcOpcode::LocalInv, WcStatus::Success),
+            "{who}"
+        );
+        assert_eq!(write_status(win, rkey, 4), WcStatus::RemAccessErr, "{who}");
+        // The error moved A's QP to error: a fresh pair from here on.
+        drop(mw);
+        let (a, b) = (a.ctx.clone(), b.ctx.clone());
+        let (a, b) = rc_pair(&a, &b, 64 * 1024);
+        let run = |s: &Side, wr: SendWr| {
+            s.qp.post_send(wr.signaled()).unwrap();
+            s.cq.wait_one(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{who}: {e}"))
+        };
+        a.fill(0, 64, 5);
+
+        // Qp::local_invalidate: at once, no completion. Another context's
+        // rkey is not this QP's PD's: refused, the region untouched.
+        let mw = b.pd.alloc_mw(MwType::Type2).unwrap();
+        let (wr, rkey) = SendWr::bind_mw(5, &mw, &b.mr, 0, 8192, rw);
+        assert_eq!(run(&b, wr).status, WcStatus::Success, "{who}");
+        assert!(a.qp.local_invalidate(b.mr.rkey()).is_err(), "{who}");
+        let e = b.qp.local_invalidate(0x00ab_cd00).unwrap_err();
+        assert!(e.to_string().contains("0xabcd00"), "{who}: {e}");
+        b.qp.local_invalidate(rkey).unwrap();
+        // Nothing came to B's CQ.
+        assert!(b.cq.wait_one(Duration::from_millis(50)).is_err(), "{who}");
+        // The window is dead at once.
+        let wc = run(&a, SendWr::write(12, a.mr.sge(0, 64), b.mr.addr(), rkey));
+        assert_eq!(wc.status, WcStatus::RemAccessErr, "{who}");
+        // That error moved A's QP to error: a fresh pair again.
+        let (a, b) = (a.ctx.clone(), b.ctx.clone());
+        let (a, b) = rc_pair(&a, &b, 64 * 1024);
+        let run = |s: &Side, wr: SendWr| {
+            s.qp.post_send(wr.signaled()).unwrap();
+            s.cq.wait_one(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{who}: {e}"))
+        };
+        a.fill(0, 64, 6);
+
+        // Type 1 bind posted on the send queue: completes after the READ
+        // before it; the window grants what it was bound with.
+        let mw1 = b.pd.alloc_mw(MwType::Type1).unwrap();
+        b.qp.post_send(SendWr::read(6, b.mr.sge(16384, 64), a.mr.addr(), a.mr.rkey()).signaled())
+            .unwrap();
+        let rkey1 = mw1
+            .post_bind(&b.qp, 7, Some((&b.mr, 0, 4096)), Access::REMOTE_WRITE, true)
+            .unwrap();
+        assert_eq!(mw1.rkey(), rkey1, "{who}");
+        let first = b.cq.wait_one(TIMEOUT).unwrap();
+        let second = b.cq.wait_one(TIMEOUT).unwrap();
+        assert_eq!(
+            (first.wr_id, first.opcode, first.status),
+            (6, WcOpcode::RdmaRead, WcStatus::Success),
+            "{who}"
+        );
+        assert_eq!(
+            (second.wr_id, second.opcode, second.status),
+            (7, WcOpcode::BindMw, WcStatus::Success),
+            "{who}"
+        );
+        let wc = run(
+            &a,
+            SendWr::write(8, a.mr.sge(0, 64), b.mr.addr() + 100, rkey1),
+        );
+        assert_eq!(wc.status, WcStatus::Success, "{who}");
+        assert_eq!(b.bytes(100, 64), a.bytes(0, 64), "{who}");
+        // Unbound: the key is dead.
+        let none = mw1.post_bind(&b.qp, 9, None, Access::NONE, true).unwrap();
+        assert_eq!(b.cq.wait_one(TIMEOUT).unwrap().wr_id, 9, "{who}");
+        let wc = run(&a, SendWr::write(11, a.mr.sge(0, 64), b.mr.addr(), none));
+        assert_eq!(wc.status, WcStatus::RemAccessErr, "{who}");
+        // A bind beyond the region completes with MW_BIND_ERR (and moves
+        // B's QP to error). B's QP went to error with A's refused WRITE
+        // (a remote access error at the responder): a fresh pair.
+        let (a, b) = (a.ctx.clone(), b.ctx.clone());
+        let (_a, b) = rc_pair(&a, &b, 64 * 1024);
+        let mw1 = b.pd.alloc_mw(MwType::Type1).unwrap();
+        mw1.post_bind(
+            &b.qp,
+            10,
+            Some((&b.mr, 60_000, 8192)),
+            Access::REMOTE_READ,
+            true,
+        )
+        .unwrap();
+        let wc = b.cq.wait_one(TIMEOUT).unwrap();
+        assert_eq!((wc.wr_id, wc.status), (10, WcStatus::MwBindErr), "{who}");
+    });
+}
+
+/// `Context::counters` on both backends: the device's packets, bytes and
+/// QP counters grow with the traffic (on the daemon, asked of it with
+/// `DEVICE.query_device_counters`).
+#[test]
+fn counters_on_both_backends() {
+    both(|a, b| {
+        let who = if a.is_daemon() { "daemon" } else { "embedded" };
+        let (a0, b0) = (a.query_counters().unwrap(), b.query_counters().unwrap());
+        let (sa, sb) = rc_pair(a, b, 64 * 1024);
+        sa.fill(0, 4096, 1);
+        for i in 0..10 {
+            sa.qp
+                .post_send(
+                    SendWr::write(i, sa.mr.sge(0, 4096), sb.mr.addr(), sb.mr.rkey()).signaled(),
+                )
+                .unwrap();
+            sa.wait();
+        }
+        let (a1, b1) = (a.query_counters().unwrap(), b.query_counters().unwrap());
+        assert!(a1.sent_pkts >= a0.sent_pkts + 10, "{who}: {a0:?} -> {a1:?}");
+        assert!(a1.sent_bytes >= a0.sent_bytes + 40_960, "{who}: {a1:?}");
+        assert!(b1.rcvd_pkts >= b0.rcvd_pkts + 10, "{who}: {b0:?} -> {b1:?}");
+        assert!(b1.qp.acks_sent > b0.qp.acks_sent, "{who}: {b1:?}");
+        assert!(a.counters().sent_pkts >= a1.sent_pkts, "{who}");
+    });
+}
