@@ -152,15 +152,7 @@ fn device_json(d: &DeviceInfo) -> Value {
         if let Ok(a) =
             softverbs::Context::open(&d.name).and_then(|c| softverbs::efa::query_device(&c))
         {
-            v["efa"] = json!({
-                "max_sq_wr": a.max_sq_wr,
-                "max_rq_wr": a.max_rq_wr,
-                "max_sq_sge": a.max_sq_sge,
-                "max_rq_sge": a.max_rq_sge,
-                "inline_buf_size": a.inline_buf_size,
-                "max_rdma_size": a.max_rdma_size,
-                "device_caps": a.cap_names(),
-            });
+            v["efa"] = softverbs_daemon::control::efa_json(&a);
         }
     }
     v

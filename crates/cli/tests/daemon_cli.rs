@@ -232,6 +232,16 @@ fn link_add_delete_and_host_wide_resources() {
     let devs = d.json(&["dev", "-j"]);
     assert_eq!(names(&devs), ["rxe0", "efa7"]);
     assert_eq!(devs[1]["kind"], "srd");
+    // Its efadv_query_device attributes, from the daemon (as embedded).
+    let efa = &devs[1]["efa"];
+    assert!(efa["max_sq_wr"].as_u64().unwrap() > 0, "{efa}");
+    assert_eq!(efa["inline_buf_size"], 32, "{efa}");
+    let caps = efa["device_caps"].as_array().unwrap();
+    assert!(caps.contains(&"RDMA_READ".into()), "{efa}");
+    assert!(devs[0].get("efa").is_none(), "rxe0 is not EFA-like");
+    assert!(d
+        .ok(&["dev", "show", "efa7"])
+        .contains("efa (efadv_query_device)"));
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //! - `COUNTERS`: JSON `{"daemon": {...}, "devices": [{"ifname", "counters"}]}`.
 //! - `DEVICE_INFO`: JSON, one object per device, the shape of
 //!   `softverbs dev -j` (`ifname`, `kind`, `node_guid`, `caps`, `qp_types`,
-//!   `operations`, `ports`, `gids`).
+//!   `operations`, `ports`, `gids`, and `efa` for an EFA-like device).
 //!
 //! Who may send them: whoever may connect, i.e. the socket file's
 //! permissions (as for every other frame).
@@ -171,7 +171,7 @@ pub fn device_json(d: &Device) -> Value {
         .iter()
         .map(|g| g.to_string())
         .collect();
-    json!({
+    let mut v = json!({
         "ifname": d.name(),
         "kind": d.driver().kind(),
         "node_guid": caps.node_guid,
@@ -180,6 +180,26 @@ pub fn device_json(d: &Device) -> Value {
         "operations": caps.ops.names(),
         "ports": ports,
         "gids": gids,
+    });
+    // An EFA-like device: what efadv_query_device reports.
+    if let Some(a) = d.driver().efa_device_attr() {
+        v["efa"] = efa_json(&a);
+    }
+    v
+}
+
+/// The `"efa"` object of `softverbs dev -j` (an EFA-like device's
+/// `efadv_query_device` attributes, capability bits by name): the one
+/// shape for the daemon's `DEVICE_INFO` and the embedded listing.
+pub fn efa_json(a: &softverbs_core::efa::EfaDeviceAttr) -> Value {
+    json!({
+        "max_sq_wr": a.max_sq_wr,
+        "max_rq_wr": a.max_rq_wr,
+        "max_sq_sge": a.max_sq_sge,
+        "max_rq_sge": a.max_rq_sge,
+        "inline_buf_size": a.inline_buf_size,
+        "max_rdma_size": a.max_rdma_size,
+        "device_caps": a.cap_names(),
     })
 }
 
