@@ -122,6 +122,20 @@ impl Ctx {
         matches!(self, Ctx::Daemon(_))
     }
 
+    /// A zeroed buffer this backend can register: heap when embedded, a
+    /// sealed memfd (mapped here, passed to the daemon) when not.
+    pub fn alloc_block(&self, len: usize) -> Result<MemBlock> {
+        match self {
+            Ctx::Embedded(_) => Ok(MemBlock::new(len)),
+            Ctx::Daemon(d) => MemBlock::shared(len).map_err(|e| {
+                VerbsError::Io(format!(
+                    "{}: a {len}-byte shared memory block (memfd) for the daemon: {e}",
+                    d.client.device()
+                ))
+            }),
+        }
+    }
+
     pub fn unsupported(&self, what: &str) -> VerbsError {
         match self {
             Ctx::Embedded(u) => VerbsError::unsupported(u.device().name(), what),
@@ -518,8 +532,9 @@ fn block_memfd(block: &MemBlock) -> Result<std::os::fd::OwnedFd> {
         .memfd()
         .ok_or_else(|| {
             VerbsError::invalid(
-                "the daemon backend registers shared memory only: \
-                 use Pd::reg_mr or a MemBlock::shared block",
+                "the daemon backend registers shared memory only (the daemon cannot \
+                 reach this process's heap): allocate the block with \
+                 Context::alloc_block (or MemBlock::shared), or use Pd::reg_mr",
             )
         })?
         .as_fd()

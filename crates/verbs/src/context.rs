@@ -6,6 +6,7 @@ use softverbs_core::caps::DeviceCaps;
 use softverbs_core::driver::Driver;
 use softverbs_core::driver::{DeviceCounters, PortAttr};
 use softverbs_core::events::AsyncEvents;
+use softverbs_core::mem::MemBlock;
 use softverbs_core::{Device, Owner};
 use softverbs_devices::DeviceConfig;
 use softverbs_wire::Gid;
@@ -62,6 +63,26 @@ impl Context {
         Ok(Context {
             uctx: Arc::new(uctx),
         })
+    }
+
+    /// A zeroed, page-aligned buffer of `len` bytes for this context's
+    /// backend, to register with [`Pd::reg_block`] or to swap in with
+    /// [`crate::Rereg::block`]: heap memory when embedded
+    /// ([`MemBlock::new`]), a sealed memfd the daemon maps too in the daemon
+    /// backend ([`MemBlock::shared`]), as [`Pd::reg_mr`] allocates.
+    ///
+    /// ```no_run
+    /// # use softverbs::*;
+    /// # fn f(ctx: &Context) -> Result<()> {
+    /// let pd = ctx.alloc_pd()?;
+    /// let block = ctx.alloc_block(8192)?;
+    /// block.write(0, b"registered by the application").expect("within the block");
+    /// let mr = pd.reg_block(block.clone(), Access::LOCAL_WRITE | Access::REMOTE_READ)?;
+    /// assert_eq!(mr.addr(), block.addr());
+    /// # Ok(()) }
+    /// ```
+    pub fn alloc_block(&self, len: usize) -> Result<Arc<MemBlock>> {
+        self.uctx.alloc_block(len).map(Arc::new)
     }
 
     /// True when this context is served by the daemon.

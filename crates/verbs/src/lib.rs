@@ -16,10 +16,13 @@
 //! `SOFTVERBS_BACKEND=daemon` or when a daemon answers on its socket, and
 //! embedded otherwise or with `SOFTVERBS_BACKEND=embedded`. Completion
 //! channels and async events work on both (the daemon adds
-//! [`AsyncEvent::DeviceFatal`] when it goes away). Not yet in the daemon
-//! backend: raw-memory registration (and re-registration over raw memory),
-//! local invalidate, type 1 window binds on the send queue
-//! ([`Mw::post_bind`]), device counters and SRD QPs.
+//! [`AsyncEvent::DeviceFatal`] when it goes away), and so do SRD QPs
+//! ([`efa`]), window binds and invalidation ([`Mw::post_bind`],
+//! [`Qp::local_invalidate`]) and device counters ([`Context::counters`]).
+//! Not in the daemon backend: raw-memory registration (and
+//! re-registration over raw memory) — the daemon cannot reach this
+//! process's heap; [`Context::alloc_block`] gives a buffer either backend
+//! registers.
 //!
 //! Safety by construction: every object keeps its parents alive, memory that
 //! a device may touch is owned by the region ([`Mr`]) or registered through an

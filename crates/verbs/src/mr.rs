@@ -121,7 +121,8 @@ impl Rereg {
     }
 
     /// Replace its memory by the whole of `block` (in the daemon backend a
-    /// [`MemBlock::shared`] one), addressed by the block's own address
+    /// [`MemBlock::shared`] one: [`crate::Context::alloc_block`] makes the
+    /// right kind for either backend), addressed by the block's own address
     /// unless [`Rereg::iova`] says otherwise.
     pub fn block(mut self, block: Arc<MemBlock>) -> Self {
         self.memory = Some(NewMemory::Block(block));
@@ -214,7 +215,7 @@ impl Mr {
     /// the region is as it was. A region with windows bound is refused
     /// (`Busy`); work posted earlier with the old addresses, PD or rights
     /// fails its checks from now on. In the daemon backend new memory must
-    /// be a [`MemBlock::shared`] block.
+    /// be a [`MemBlock::shared`] block ([`crate::Context::alloc_block`]).
     ///
     /// ```no_run
     /// # use softverbs::*;
@@ -224,7 +225,7 @@ impl Mr {
     /// let mr = pd.reg_mr(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)?;
     /// let rkey = mr.rkey();
     /// // Remote writes with `rkey` now land in a new, larger buffer...
-    /// mr.rereg(Rereg::new().block(Arc::new(MemBlock::new(8192))))?;
+    /// mr.rereg(Rereg::new().block(ctx.alloc_block(8192)?))?;
     /// // ... and then are refused.
     /// mr.rereg(Rereg::new().access(Access::LOCAL_WRITE))?;
     /// assert_eq!((mr.rkey(), mr.len()), (rkey, 8192));

@@ -12,7 +12,7 @@ use crate::backend::Ctx;
 use crate::mr::{Mr, MrInner, Mw, MwInner};
 use crate::qp::{Qp, QpInitAttr, QpInner};
 use crate::srq::{Srq, SrqInner};
-use crate::{Result, VerbsError};
+use crate::Result;
 
 pub(crate) struct PdInner {
     pub uctx: Arc<Ctx>,
@@ -62,16 +62,13 @@ impl Pd {
     }
 
     fn reg_owned(&self, len: usize, iova: Option<u64>, access: Access) -> Result<Mr> {
-        let block = if self.inner.uctx.is_daemon() {
-            MemBlock::shared(len).map_err(|e| VerbsError::Io(e.to_string()))?
-        } else {
-            MemBlock::new(len)
-        };
+        let block = self.inner.uctx.alloc_block(len)?;
         self.reg_block_at(Arc::new(block), iova, access)
     }
 
-    /// Register an existing shared block (in the daemon backend, a
-    /// [`MemBlock::shared`] one).
+    /// Register an existing block (in the daemon backend, a
+    /// [`MemBlock::shared`] one: allocate it with
+    /// [`crate::Context::alloc_block`] to fit either backend).
     pub fn reg_block(&self, block: Arc<MemBlock>, access: Access) -> Result<Mr> {
         self.reg_block_at(block, None, access)
     }

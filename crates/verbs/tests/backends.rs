@@ -893,3 +893,44 @@ fn counters_on_both_backends() {
         assert!(a.counters().sent_pkts >= a1.sent_pkts, "{who}");
     });
 }
+
+/// `Context::alloc_block`: a buffer the application owns and registers
+/// (`Pd::reg_block`) or swaps into a region (`Mr::rereg`), of the kind
+/// each backend can register (heap; a sealed memfd on the daemon). A peer
+/// writes into it, then into its replacement, with the same rkey.
+#[test]
+fn application_blocks_on_both_backends() {
+    both(|a, b| {
+        let who = if a.is_daemon() { "daemon" } else { "embedded" };
+        let (sa, sb) = rc_pair(a, b, 64 * 1024);
+        let block = b.alloc_block(8192).unwrap();
+        assert_eq!(block.memfd().is_some(), b.is_daemon(), "{who}");
+        block.write(0, b"untouched").unwrap();
+        let mr = sb.pd.reg_block(block.clone(), ALL).unwrap();
+        assert_eq!((mr.addr(), mr.len()), (block.addr(), 8192), "{who}");
+        let data = sa.fill(0, 4096, 9);
+        sa.qp
+            .post_send(SendWr::write(1, sa.mr.sge(0, 4096), mr.addr() + 100, mr.rkey()).signaled())
+            .unwrap();
+        assert_eq!(sa.wait().wr_id, 1, "{who}");
+        let mut got = vec![0u8; 4096];
+        block.read(100, &mut got).unwrap();
+        assert!(got == data, "{who}: the block has the WRITE's bytes");
+        let mut head = [0u8; 9];
+        block.read(0, &mut head).unwrap();
+        assert_eq!(&head, b"untouched", "{who}");
+        // Swapped for a bigger block of the same kind: same rkey.
+        let bigger = b.alloc_block(16384).unwrap();
+        mr.rereg(Rereg::new().block(bigger.clone())).unwrap();
+        assert_eq!((mr.addr(), mr.len()), (bigger.addr(), 16384), "{who}");
+        sa.qp
+            .post_send(
+                SendWr::write(2, sa.mr.sge(0, 4096), mr.addr() + 12000, mr.rkey()).signaled(),
+            )
+            .unwrap();
+        assert_eq!(sa.wait().wr_id, 2, "{who}");
+        let mut got = vec![0u8; 4096];
+        bigger.read(12000, &mut got).unwrap();
+        assert!(got == data, "{who}: the new block has the WRITE's bytes");
+    });
+}
