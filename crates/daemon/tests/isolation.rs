@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use softverbs_core::calls::VerbsCalls;
+use softverbs_core::driver::MwType;
 use softverbs_core::objects::ids::{CQ, MR, PD, QP};
 use softverbs_core::uapi::Handle;
 use softverbs_core::Device;
 use softverbs_daemon::client::Client;
 use softverbs_daemon::control;
 use softverbs_daemon::{Daemon, Running, Server};
-use softverbs_transport::{QpState, RecvWr, SendWr, WcStatus};
+use softverbs_transport::{Access, MwBindReq, QpState, RecvWr, SendWr, WcStatus};
 
 mod common;
 use common::{card, connect, parse_card, side, Side};
@@ -172,6 +173,68 @@ fn another_clients_rkey_is_refused_and_counted() {
     let mut got = [0u8; 18];
     owner.mr.map.read(0, &mut got).unwrap();
     assert_eq!(&got, b"the owner's secret");
+}
+
+/// Another client's region through the memory-management paths: invalidating
+/// its rkey at once (`QP.local_invalidate`) is refused and counted, and a
+/// type 1 bind WQE (send ring opcode 10) of the attacker's own window onto
+/// it completes with MW_BIND_ERR; the region still serves its owner's peer,
+/// unchanged.
+#[test]
+fn another_clients_region_cannot_be_invalidated_or_bound() {
+    let d = daemon();
+    let (mut a, b) = pair(&d);
+    let all = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ | Access::MW_BIND;
+    let victim = b.c.reg_shared(b.pd.handle, 4096, all).unwrap();
+    victim.map.write(0, b"the victim's bytes").unwrap();
+    // The attacker: a client on the victim's device, its QP connected to
+    // itself (in RTS, so it may post).
+    let mut x = side(&d.path, "rxe1", None);
+    connect(&x, &parse_card(&card(&x)));
+
+    let failed = stat(&d, "failed_calls");
+    let e =
+        x.c.local_invalidate(x.qp.handle, victim.r.rkey)
+            .unwrap_err();
+    assert!(e.to_string().contains("rkey"), "{e}");
+    assert!(x.c.local_invalidate(x.qp.handle, b.mr.r.rkey).is_err());
+    assert!(stat(&d, "failed_calls") >= failed + 2);
+
+    let mw = x.c.alloc_mw(x.pd.handle, MwType::Type1).unwrap();
+    let inc = |k: u32| (k & !0xff) | (k.wrapping_add(1) & 0xff);
+    // The same bind onto a region of the attacker's own succeeds: what
+    // fails below fails for the owner, nothing else.
+    let own = x.c.reg_shared(x.pd.handle, 4096, all).unwrap();
+    let bind = |wr_id: u64, mw_rkey: u32, lkey: u32, addr: u64| {
+        SendWr::bind_mw_req(
+            wr_id,
+            MwBindReq {
+                mw_rkey,
+                new_rkey: Some(inc(mw_rkey)),
+                mr_lkey: lkey,
+                addr,
+                len: 4096,
+                access: Access::REMOTE_READ,
+            },
+        )
+        .signaled()
+    };
+    x.sq.post_bind_mw(&bind(6, mw.rkey, own.r.lkey, own.r.addr))
+        .unwrap();
+    let wc = x.cq.wait_one(T).unwrap();
+    assert_eq!((wc.wr_id, wc.status), (6, WcStatus::Success));
+    x.sq.post_bind_mw(&bind(7, inc(mw.rkey), victim.r.lkey, victim.r.addr))
+        .unwrap();
+    let wc = x.cq.wait_one(T).unwrap();
+    assert_eq!((wc.wr_id, wc.status), (7, WcStatus::MwBindErr));
+
+    a.sq.post_send(&SendWr::read(8, a.mr.sge(0, 18), victim.r.addr, victim.r.rkey).signaled())
+        .unwrap();
+    let wc = a.cq.wait_one(T).unwrap();
+    assert_eq!((wc.wr_id, wc.status), (8, WcStatus::Success));
+    let mut got = [0u8; 18];
+    a.mr.map.read(0, &mut got).unwrap();
+    assert_eq!(&got, b"the victim's bytes");
 }
 
 /// Corrupt indices in a client's CQ ring and receive ring: the daemon drops

@@ -21,6 +21,7 @@ use softverbs_wire::Gid;
 /// One RC endpoint over the daemon's raw client API.
 pub struct Side {
     pub c: Client,
+    pub pd: softverbs_core::PdRef,
     pub qp: softverbs_core::QpRef,
     pub sq: WorkQueue,
     pub rq: WorkQueue,
@@ -63,6 +64,7 @@ pub fn side(path: &Path, dev: &str, channel: Option<Arc<CompChannel>>) -> Side {
     let cqr = c.comp_queue(cq.handle, cq.id, 256, channel).unwrap();
     Side {
         c,
+        pd,
         qp,
         sq,
         rq,
