@@ -1,10 +1,16 @@
-//! SRD through the public API (`softverbs::efa`) on two `srd` devices of
-//! this test process (127.0.6.1 and 127.0.6.2, set in SOFTVERBS_DEVICES
-//! before the first device is opened; one test, so no race on it).
+//! SRD through the public API (`softverbs::efa`) on both backends: two
+//! `srd` devices of this test process (127.0.6.1 and 127.0.6.2, set in
+//! SOFTVERBS_DEVICES before the first device is opened; one test, so no
+//! race on it), then two devices of a `softverbsd` started in this process
+//! on a socket of its own (127.0.6.3 and 127.0.6.4), reached through the
+//! socket and the rings as another process would.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use softverbs::*;
+use softverbs_core::Device;
+use softverbs_daemon::{Daemon, Server};
 
 #[test]
 fn srd_through_the_public_api() {
@@ -12,13 +18,33 @@ fn srd_through_the_public_api() {
         "SOFTVERBS_DEVICES",
         "efa0=srd:127.0.6.1:mtu=4096,efa1=srd:127.0.6.2:mtu=4096",
     );
+    std::env::set_var("SOFTVERBS_BACKEND", "embedded");
     let (a, b) = (
         Context::open("efa0").unwrap(),
         Context::open("efa1").unwrap(),
     );
+    assert!(!a.is_daemon());
+    run(&a, &b);
+
+    let drivers =
+        softverbs_devices::devices_from("efa0=srd:127.0.6.3:mtu=4096,efa1=srd:127.0.6.4:mtu=4096")
+            .unwrap();
+    let devices: Vec<Arc<Device>> = drivers.into_iter().map(Device::new).collect();
+    let path = std::env::temp_dir().join(format!("softverbsd-srd-{}.sock", std::process::id()));
+    let _daemon = Server::bind(&path, Daemon::new(devices)).unwrap().spawn();
+    let backend = Backend::Daemon(path);
+    let (a, b) = (
+        Context::open_with(&backend, "efa0").unwrap(),
+        Context::open_with(&backend, "efa1").unwrap(),
+    );
+    assert!(a.is_daemon());
+    run(&a, &b);
+}
+
+fn run(a: &Context, b: &Context) {
     let caps = a.query_device().unwrap();
     assert_eq!(caps.qp_types.names(), ["UD", "SRD"]);
-    let attr = efa::query_device(&a).unwrap();
+    let attr = efa::query_device(a).unwrap();
     assert!(attr.has(efa::EfaDeviceAttr::CAPS_RDMA_READ | efa::EfaDeviceAttr::CAPS_RDMA_WRITE));
 
     let (pa, pb) = (a.alloc_pd().unwrap(), b.alloc_pd().unwrap());
