@@ -510,12 +510,20 @@ fn relay_note(
                f: fn(&softverbs_netem::LinkStats) -> u64|
      -> u64 { v.iter().flatten().map(f).sum() };
     let d = |f: fn(&softverbs_netem::LinkStats) -> u64| sum(after, f) - sum(before, f);
+    let max_late = after
+        .iter()
+        .flatten()
+        .map(|s| s.netem.late_ns_max)
+        .max()
+        .unwrap_or(0);
     format!(
-        "; relay: {} frames in, {} dropped on purpose, {} dropped by the kernel (relay behind), {} send errors",
+        "; relay: {} frames in, {} dropped on purpose, {} dropped by the kernel (relay behind), {} send errors, released {:.0} µs late on average (at worst {:.1} ms, since the start)",
         d(|s| s.netem.arrived),
         d(|s| s.netem.dropped),
         d(|s| s.kernel_drops),
-        d(|s| s.send_errors)
+        d(|s| s.send_errors),
+        d(|s| s.netem.late_ns_total) as f64 / d(|s| s.netem.released).max(1) as f64 / 1e3,
+        max_late as f64 / 1e6,
     )
 }
 

@@ -82,6 +82,19 @@ pub struct NetemStats {
     pub reordered: u64,
     /// Frames given out by [`Netem::pop_due`].
     pub released: u64,
+    /// Sum over the released frames of how late they were asked for
+    /// (`now` at [`Netem::pop_due`] past their release time): how far the
+    /// I/O edge falls behind the schedule.
+    pub late_ns_total: u64,
+    /// The latest of them.
+    pub late_ns_max: u64,
+}
+
+impl NetemStats {
+    /// Mean lateness of the released frames, ns.
+    pub fn late_ns_mean(&self) -> u64 {
+        self.late_ns_total / self.released.max(1)
+    }
 }
 
 /// A frame held, ordered by release time, then arrival.
@@ -205,8 +218,12 @@ impl<T> Netem<T> {
         if self.heap.peek()?.release_ns > now_ns {
             return None;
         }
+        let h = self.heap.pop()?;
+        let late = now_ns - h.release_ns;
         self.stats.released += 1;
-        self.heap.pop().map(|h| h.frame)
+        self.stats.late_ns_total = self.stats.late_ns_total.saturating_add(late);
+        self.stats.late_ns_max = self.stats.late_ns_max.max(late);
+        Some(h.frame)
     }
 
     /// When the earliest frame held is due (`None`: nothing held).
@@ -259,6 +276,14 @@ mod tests {
         assert!(n.is_empty() && n.next_release().is_none());
         let s = n.stats();
         assert_eq!((s.arrived, s.released, s.dropped), (10, 10, 0));
+        // Lateness: 0 and 1 asked for 250 and 150 µs late, 2 on time 50 µs
+        // late, then 3..9 at 10 ms.
+        assert_eq!(s.late_ns_max, 10 * MS - (MS + 300_000));
+        let want: u64 = [250_000, 150_000, 50_000]
+            .into_iter()
+            .chain((3..10).map(|i| 10 * MS - (MS + i * 100_000)))
+            .sum();
+        assert_eq!(s.late_ns_total, want);
     }
 
     #[test]
