@@ -121,14 +121,31 @@ impl Drop for Relay {
     }
 }
 
+/// A frame held: a buffer of [`FRAME_MAX`] bytes (allocated once, reused
+/// through a pool, never cleared) and how much of it is the frame.
+struct Frame {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Frame {
+    fn new() -> Frame {
+        Frame {
+            buf: vec![0; FRAME_MAX],
+            len: 0,
+        }
+    }
+}
+
 /// The relay loop. Socket `2p` is pair `p`'s first interface, `2p + 1` its
 /// second; core `2p + d` is pair `p`'s direction `d`, fed by socket
 /// `2p + d` and sent out of socket `2p + 1 - d`.
 #[allow(clippy::disallowed_methods)] // the I/O edge: the one clock reader
 fn run(mut socks: Vec<PacketSocket>, seed: u64, shared: &Shared) -> io::Result<()> {
+    sys::raise_priority();
     let t0 = std::time::Instant::now();
     let now_ns = || t0.elapsed().as_nanos() as u64;
-    let mut cores: Vec<Netem<Vec<u8>>> = (0..socks.len() as u64)
+    let mut cores: Vec<Netem<Frame>> = (0..socks.len() as u64)
         .map(|k| {
             Netem::new(
                 Impairment::NONE,
@@ -138,7 +155,7 @@ fn run(mut socks: Vec<PacketSocket>, seed: u64, shared: &Shared) -> io::Result<(
         .collect();
     let mut send_errors = vec![0u64; socks.len()];
     let mut ready = vec![false; socks.len()];
-    let mut pool: Vec<Vec<u8>> = Vec::new();
+    let mut pool: Vec<Frame> = Vec::new();
     let mut seen_generation = u64::MAX;
     let mut last_report = 0u64;
     while !shared.stop.load(Ordering::Acquire) {
@@ -168,16 +185,15 @@ fn run(mut socks: Vec<PacketSocket>, seed: u64, shared: &Shared) -> io::Result<(
                 continue;
             }
             for _ in 0..BATCH {
-                let mut buf = pool.pop().unwrap_or_default();
-                buf.resize(FRAME_MAX, 0);
-                match sock.recv(&mut buf)? {
+                let mut f = pool.pop().unwrap_or_else(Frame::new);
+                match sock.recv(&mut f.buf)? {
                     None => {
-                        pool.push(buf);
+                        pool.push(f);
                         break;
                     }
                     Some(n) => {
-                        buf.truncate(n);
-                        if let Fate::Dropped(b) = cores[k].push(now_ns(), buf) {
+                        f.len = n;
+                        if let Fate::Dropped(b) = cores[k].push(now_ns(), f) {
                             pool.push(b);
                         }
                     }
@@ -188,7 +204,7 @@ fn run(mut socks: Vec<PacketSocket>, seed: u64, shared: &Shared) -> io::Result<(
         for k in 0..cores.len() {
             let out = k ^ 1;
             while let Some(frame) = cores[k].pop_due(now) {
-                if socks[out].send(&frame).is_err() {
+                if socks[out].send(&frame.buf[..frame.len]).is_err() {
                     send_errors[k] += 1;
                 }
                 pool.push(frame);
@@ -205,7 +221,7 @@ fn run(mut socks: Vec<PacketSocket>, seed: u64, shared: &Shared) -> io::Result<(
 
 fn report(
     socks: &mut [PacketSocket],
-    cores: &[Netem<Vec<u8>>],
+    cores: &[Netem<Frame>],
     send_errors: &[u64],
     shared: &Shared,
 ) {
