@@ -726,21 +726,13 @@ fn bind_at_once(
         let cq = unsafe { &*q.send_cq };
         crate::cq::inject(
             cq,
-            softverbs::Wc {
+            softverbs::Wc::new(
                 wr_id,
-                status: softverbs::WcStatus::Success,
-                opcode: softverbs::WcOpcode::BindMw,
-                queue: softverbs_transport::WcQueue::Send,
-                qp_num: q.qp.qpn(),
-                byte_len: 0,
-                imm: None,
-                invalidated_rkey: None,
-                src_qp: 0,
-                grh: false,
-                solicited: false,
-                vendor_err: 0,
-                unsolicited: false,
-            },
+                softverbs::WcStatus::Success,
+                softverbs::WcOpcode::BindMw,
+                softverbs_transport::WcQueue::Send,
+                q.qp.qpn(),
+            ),
         );
     }
     Ok(rkey)

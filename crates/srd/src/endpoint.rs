@@ -53,12 +53,10 @@ impl PdMemory for OnePd<'_> {
 pub struct SrdCompletion {
     /// The completion (`qp_num` names the QP; receive completions carry
     /// the sender's QPN in `src_qp`).
+    /// EFA's additions travel in it too: `vendor_err` (see
+    /// [`crate::config::vendor`]; 0 on success) and `unsolicited` (a WRITE
+    /// with immediate that consumed no receive WQE; `wr_id` is 0).
     pub wc: Completion,
-    /// EFA's vendor error (see [`crate::config::vendor`]); 0 on success.
-    pub vendor_err: u32,
-    /// A WRITE with immediate that consumed no receive WQE
-    /// (`efadv_wc_is_unsolicited`); `wc.wr_id` is 0.
-    pub unsolicited: bool,
     /// Receive completions: the sender's device.
     pub src: Gid,
     /// Send completions: virtual time from post to completion.
@@ -343,27 +341,10 @@ impl SrdEndpoint {
         src: Gid,
         latency: Duration,
     ) {
-        self.completions.push_back(SrdCompletion {
-            wc: Completion {
-                wr_id,
-                status: WcStatus::WrFlushErr,
-                opcode,
-                queue,
-                qp_num: qpn,
-                byte_len: 0,
-                imm: None,
-                invalidated_rkey: None,
-                src_qp: 0,
-                grh: false,
-                solicited: false,
-                vendor_err: 0,
-                unsolicited: false,
-            },
-            vendor_err: vendor::FLUSHED,
-            unsolicited: false,
-            src,
-            latency,
-        });
+        let mut wc = Completion::new(wr_id, WcStatus::WrFlushErr, opcode, queue, qpn);
+        wc.vendor_err = vendor::FLUSHED;
+        self.completions
+            .push_back(SrdCompletion { wc, src, latency });
     }
 
     /// Destroys an SRD QP: its receive WQEs are dropped without
@@ -569,14 +550,9 @@ impl SrdEndpoint {
         self.qps.get(&qpn).map_or(0, |q| q.rq.len())
     }
 
-    /// The next completion (its `wc` carries `vendor_err` and
-    /// `unsolicited` as well).
+    /// The next completion.
     pub fn poll_completion(&mut self) -> Option<SrdCompletion> {
-        let mut c = self.completions.pop_front()?;
-        // What EFA adds travels in the work completion too.
-        c.wc.vendor_err = c.vendor_err;
-        c.wc.unsolicited = c.unsolicited;
-        Some(c)
+        self.completions.pop_front()
     }
 
     fn initiator_pdc(&mut self, peer: Gid) -> u16 {
@@ -1069,25 +1045,20 @@ impl SrdEndpoint {
                                 (WcStatus::LocProtErr, vendor::LOCAL_ERROR_INVALID_LKEY)
                             }
                         };
-                        let mut wc = Completion {
-                            wr_id: wqe.wr_id,
+                        let mut wc = Completion::new(
+                            wqe.wr_id,
                             status,
-                            opcode: WcOpcode::Recv,
-                            queue: WcQueue::Recv,
-                            qp_num: m.qpn,
-                            byte_len: len as u32,
-                            imm: m.imm,
-                            invalidated_rkey: None,
-                            src_qp: m.src_qpn,
-                            grh: false,
-                            solicited: false,
-                            vendor_err: 0,
-                            unsolicited: false,
-                        };
-                        if status != WcStatus::Success {
-                            wc.byte_len = 0;
+                            WcOpcode::Recv,
+                            WcQueue::Recv,
+                            m.qpn,
+                        );
+                        if status == WcStatus::Success {
+                            wc.byte_len = len as u32;
                         }
-                        recv_wc = Some((wc, ven, false));
+                        wc.imm = m.imm;
+                        wc.src_qp = m.src_qpn;
+                        wc.vendor_err = ven;
+                        recv_wc = Some(wc);
                     }
                 }
                 SesOpcode::WRITE => {
@@ -1118,22 +1089,18 @@ impl SrdEndpoint {
                         } else {
                             (0, true)
                         };
-                        let wc = Completion {
+                        let mut wc = Completion::new(
                             wr_id,
-                            status: WcStatus::Success,
-                            opcode: WcOpcode::RecvRdmaWithImm,
-                            queue: WcQueue::Recv,
-                            qp_num: m.qpn,
-                            byte_len: m.total as u32,
-                            imm: m.imm,
-                            invalidated_rkey: None,
-                            src_qp: m.src_qpn,
-                            grh: false,
-                            solicited: false,
-                            vendor_err: 0,
-                            unsolicited: false,
-                        };
-                        recv_wc = Some((wc, vendor::OK, unsolicited));
+                            WcStatus::Success,
+                            WcOpcode::RecvRdmaWithImm,
+                            WcQueue::Recv,
+                            m.qpn,
+                        );
+                        wc.byte_len = m.total as u32;
+                        wc.imm = m.imm;
+                        wc.src_qp = m.src_qpn;
+                        wc.unsolicited = unsolicited;
+                        recv_wc = Some(wc);
                     }
                 }
                 SesOpcode::READ => {
@@ -1173,14 +1140,12 @@ impl SrdEndpoint {
                 out = Outcome::Accept(Some(response(key, m.rc, m.total as u32, job_id)));
             }
         }
-        if let Some((wc, vendor_err, unsolicited)) = recv_wc {
+        if let Some(wc) = recv_wc {
             if wc.status != WcStatus::Success {
                 self.counters.completion_errors += 1;
             }
             self.completions.push_back(SrdCompletion {
                 wc,
-                vendor_err,
-                unsolicited,
                 src: peer,
                 latency: Duration::ZERO,
             });
@@ -1543,11 +1508,7 @@ impl SrdEndpoint {
                 if m.ack_req_at.take().is_some() {
                     pdc.awaiting_rsp = pdc.awaiting_rsp.saturating_sub(1);
                 }
-                let opcode = match m.op {
-                    MsgOp::Send { .. } => WcOpcode::Send,
-                    MsgOp::Write { .. } => WcOpcode::RdmaWrite,
-                    MsgOp::Read { .. } => WcOpcode::RdmaRead,
-                };
+                let opcode = opcode_of(m.op);
                 if let Some(qp) = self.qps.get_mut(&m.qpn) {
                     qp.outstanding = qp.outstanding.saturating_sub(1);
                 }
@@ -1555,28 +1516,13 @@ impl SrdEndpoint {
                     self.counters.completion_errors += 1;
                 }
                 if m.signaled || status != WcStatus::Success {
+                    let mut wc = Completion::new(m.wr_id, status, opcode, WcQueue::Send, m.qpn);
+                    if opcode == WcOpcode::RdmaRead {
+                        wc.byte_len = m.len as u32;
+                    }
+                    wc.vendor_err = vendor_err;
                     self.completions.push_back(SrdCompletion {
-                        wc: Completion {
-                            wr_id: m.wr_id,
-                            status,
-                            opcode,
-                            queue: WcQueue::Send,
-                            qp_num: m.qpn,
-                            byte_len: if opcode == WcOpcode::RdmaRead {
-                                m.len as u32
-                            } else {
-                                0
-                            },
-                            imm: None,
-                            invalidated_rkey: None,
-                            src_qp: 0,
-                            grh: false,
-                            solicited: false,
-                            vendor_err: 0,
-                            unsolicited: false,
-                        },
-                        vendor_err,
-                        unsolicited: false,
+                        wc,
                         src: pdc.peer,
                         latency: now.saturating_since(m.posted_at),
                     });
@@ -1805,28 +1751,17 @@ impl SrdEndpoint {
                 qp.outstanding = qp.outstanding.saturating_sub(1);
             }
             self.counters.completion_errors += 1;
+            let opcode = opcode_of(m.op);
+            let mut wc = Completion::new(
+                m.wr_id,
+                WcStatus::RespTimeoutErr,
+                opcode,
+                WcQueue::Send,
+                m.qpn,
+            );
+            wc.vendor_err = ven;
             self.completions.push_back(SrdCompletion {
-                wc: Completion {
-                    wr_id: m.wr_id,
-                    status: WcStatus::RespTimeoutErr,
-                    opcode: match m.op {
-                        MsgOp::Send { .. } => WcOpcode::Send,
-                        MsgOp::Write { .. } => WcOpcode::RdmaWrite,
-                        MsgOp::Read { .. } => WcOpcode::RdmaRead,
-                    },
-                    queue: WcQueue::Send,
-                    qp_num: m.qpn,
-                    byte_len: 0,
-                    imm: None,
-                    invalidated_rkey: None,
-                    src_qp: 0,
-                    grh: false,
-                    solicited: false,
-                    vendor_err: 0,
-                    unsolicited: false,
-                },
-                vendor_err: ven,
-                unsolicited: false,
+                wc,
                 src: p.peer,
                 latency: now.saturating_since(m.posted_at),
             });

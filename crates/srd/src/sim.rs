@@ -669,7 +669,7 @@ impl World {
                         let id = wc
                             .imm
                             .ok_or_else(|| self.breach("write-imm without imm".into()))?;
-                        if c.unsolicited != (self.cfg.unsolicited && q % 2 == 1) {
+                        if c.wc.unsolicited != (self.cfg.unsolicited && q % 2 == 1) {
                             return Err(self.breach("unsolicited flag wrong".into()));
                         }
                         id
@@ -677,7 +677,7 @@ impl World {
                     if !self.delivered.insert(id) {
                         return Err(self.breach(format!("message {id} delivered twice")));
                     }
-                    if wc.opcode == WcOpcode::Recv || !c.unsolicited {
+                    if wc.opcode == WcOpcode::Recv || !c.wc.unsolicited {
                         // repost the consumed WQE, maybe late (RNR)
                         let r = wc.wr_id as usize % self.cfg.recv_depth;
                         if self.cfg.rnr > 0.0 && self.rng.random_bool(self.cfg.rnr) {
@@ -700,7 +700,7 @@ impl World {
                     if wc.status != WcStatus::Success {
                         return Err(self.breach(format!(
                             "WQE {} ({:?}) completed with {:?} (vendor {})",
-                            wc.wr_id, o.op, wc.status, c.vendor_err
+                            wc.wr_id, o.op, wc.status, c.wc.vendor_err
                         )));
                     }
                     let off = self.slot_offset(h, q, o.slot);

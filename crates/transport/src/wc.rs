@@ -140,7 +140,16 @@ pub struct Completion {
 }
 
 impl Completion {
-    pub(crate) fn new(
+    /// A completion with no payload facts yet: `byte_len` 0, no immediate,
+    /// no invalidated key, no GRH, `vendor_err` 0; set what applies after.
+    ///
+    /// ```
+    /// use softverbs_transport::{Completion, WcOpcode, WcQueue, WcStatus};
+    /// let mut wc = Completion::new(7, WcStatus::Success, WcOpcode::RdmaRead, WcQueue::Send, 0x11);
+    /// wc.byte_len = 4096;
+    /// assert!(wc.imm.is_none() && wc.vendor_err == 0);
+    /// ```
+    pub fn new(
         wr_id: u64,
         status: WcStatus,
         opcode: WcOpcode,
