@@ -934,3 +934,61 @@ fn application_blocks_on_both_backends() {
         assert!(got == data, "{who}: the new block has the WRITE's bytes");
     });
 }
+
+/// Run by [`devices_and_counters_follow_the_backend`] in a child process
+/// whose environment picks the daemon.
+#[test]
+#[ignore = "a child of devices_and_counters_follow_the_backend"]
+fn child_lists_the_daemons_devices() {
+    let list = devices().unwrap();
+    let names: Vec<&str> = list.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["rxe7", "efa7"]);
+    let kinds: Vec<&str> = list.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(kinds, ["rxe", "srd"]);
+    for d in &list {
+        let ctx = Context::open(&d.name).unwrap();
+        assert!(ctx.is_daemon());
+        assert_eq!(d.caps, ctx.query_device().unwrap(), "{}", d.name);
+        assert_eq!(d.ports.len(), 1, "{}", d.name);
+        assert_eq!(d.ports[0], ctx.query_port(1).unwrap(), "{}", d.name);
+        assert!(d.gids.len() >= 2, "{}: {:?}", d.name, d.gids);
+        assert_eq!(d.gids[1], ctx.query_gid(1, 1).unwrap(), "{}", d.name);
+        assert_eq!(d.node_guid, d.caps.node_guid);
+    }
+    // The daemon's counters of a device, by name.
+    let c = counters("rxe7").unwrap();
+    assert_eq!(c, Context::open("rxe7").unwrap().counters());
+    assert!(counters("rxe0").is_err(), "not a device of this daemon");
+}
+
+/// `softverbs::devices()` and `softverbs::counters(name)` list and read
+/// the devices of the backend `Context::open` uses: with the daemon picked
+/// by the environment, the daemon's (checked in a child process, whose
+/// environment it owns).
+#[test]
+fn devices_and_counters_follow_the_backend() {
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let list = format!(
+        "rxe7=rxe:127.0.19.{},efa7=srd:127.0.19.{}",
+        2 * n + 1,
+        2 * n + 2
+    );
+    let (_d, path) = daemon_with(Some(&list));
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_lists_the_daemons_devices",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SOFTVERBS_BACKEND", "daemon")
+        .env("SOFTVERBS_SOCKET", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
