@@ -306,3 +306,26 @@ fn daemon_config_file_and_bad_netdev() {
     assert!(e.contains("cannot bind 192.0.2.77:4791"), "{e}");
     let _ = wait; // (shared helper module)
 }
+
+/// `softverbs perf -c SRD --loopback` through the daemon: both sides' SRD
+/// QPs are the daemon's (the EFA namespace over the socket, the rings),
+/// on the daemon's two srd devices; its traffic shows in the daemon's
+/// counters.
+#[test]
+fn perf_srd_through_the_daemon() {
+    let d = Daemon::start("srd", "efa0=srd:127.93.4.1,efa1=srd:127.93.4.2");
+    for test in ["write_bw", "read_bw", "send_lat"] {
+        let v = d.json(&["perf", test, "--loopback", "-c", "SRD", "-n", "50", "-j"]);
+        let s = v.to_string();
+        assert_eq!(v["test"], test, "{s}");
+        assert!(s.contains("\"iterations\":50"), "{test}: {s}");
+    }
+    let st = d.json(&["stat", "show", "-j"]);
+    let sent: u64 = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["counters"]["sent_pkts"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(sent >= 150, "{st}");
+}
