@@ -1133,7 +1133,11 @@ impl SrdEndpoint {
         }
         m.got += len;
         let mut out = Outcome::Accept(None);
-        if m.got >= m.total {
+        // A READ request is one packet without payload (`total` is the
+        // length to read): it is whole on arrival. Without this a READ the
+        // target refused (a bad rkey) was never answered, and its initiator
+        // waited forever.
+        if m.got >= m.total || m.opcode == SesOpcode::READ.0 {
             let m = pdc.in_msgs.remove(&key).expect("present");
             pdc.done.insert(key, (m.rc, seq, m.total as u32));
             if m.opcode != SesOpcode::READ.0 || m.rc != ReturnCode::OK {
