@@ -724,6 +724,27 @@ fn srd_on_both_backends() {
             (31, WcStatus::RemAccessErr, 7), // REMOTE_ERROR_BAD_ADDRESS
             "{who}: {wc:?}"
         );
+        // A READ the target refuses completes with the same error, and the
+        // QPs go on: a good READ after it.
+        qa.post_send(
+            SendWr::read(32, ma.sge(0, 64), mb.addr(), mb.rkey() ^ 0xff00)
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        let wc = ca.wait_one(TIMEOUT).unwrap();
+        assert_eq!(
+            (wc.wr_id, wc.status, wc.vendor_err),
+            (32, WcStatus::RemAccessErr, 7),
+            "{who}: {wc:?}"
+        );
+        qa.post_send(
+            SendWr::read(33, ma.sge(0, 64), mb.addr() + 300_000, mb.rkey())
+                .to(to_b)
+                .signaled(),
+        )
+        .unwrap();
+        assert_eq!(wait(&ca).wr_id, 33, "{who}");
     });
 }
 
