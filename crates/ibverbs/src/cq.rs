@@ -417,16 +417,6 @@ pub(crate) unsafe extern "C" fn poll_cq(
     }
 }
 
-/// Queue a completion the library made itself (a bound type 1 window): the
-/// next poll returns it before the device's.
-pub(crate) fn inject(cq: &CqBox, w: Wc) {
-    cq.ex
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pending
-        .push_back(w);
-}
-
 /// Removes the completions of QP `qpn` from `cq` (those already queued
 /// here and those still in the device), keeping the others in order: what
 /// hardware providers (mlx4, mlx5) do when a QP is moved to RESET, so that

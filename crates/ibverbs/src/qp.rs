@@ -689,53 +689,12 @@ pub(crate) unsafe extern "C" fn bind_mw(
     let signaled = bind.send_flags & sys::IBV_SEND_SIGNALED != 0;
     let rkey = match m.mw.post_bind(&q.qp, bind.wr_id, range, access, signaled) {
         Ok(k) => k,
-        Err(softverbs::VerbsError::Unsupported { .. }) => {
-            match bind_at_once(q, m, range, access, bind.wr_id, signaled) {
-                Ok(k) => k,
-                Err(e) => return e,
-            }
-        }
         Err(e) => return report("ibv_bind_mw", &e),
     };
     // SAFETY: a live window of ours; the application does not use it
     // concurrently with its own bind (libibverbs's rule).
     unsafe { (*mw).rkey = rkey };
     0
-}
-
-/// The bind of a type 1 window done at once (the daemon backend, which
-/// has no ordered bind): its completion, when signaled, is queued in front
-/// of the send CQ's.
-fn bind_at_once(
-    q: &QpBox,
-    m: &crate::objects::MwBox,
-    range: Option<(&softverbs::Mr, usize, usize)>,
-    access: softverbs::Access,
-    wr_id: u64,
-    signaled: bool,
-) -> Result<u32, c_int> {
-    let Some((mr, offset, len)) = range else {
-        return Err(EINVAL);
-    };
-    let rkey =
-        m.mw.bind(&q.qp, mr, offset, len, access)
-            .map_err(|e| report("ibv_bind_mw", &e))?;
-    let sig_all = q.qp.query().is_ok_and(|i| i.init.sq_sig_all);
-    if sig_all || signaled {
-        // SAFETY: the send CQ outlives the QP (destroy_cq refuses while used).
-        let cq = unsafe { &*q.send_cq };
-        crate::cq::inject(
-            cq,
-            softverbs::Wc::new(
-                wr_id,
-                softverbs::WcStatus::Success,
-                softverbs::WcOpcode::BindMw,
-                softverbs_transport::WcQueue::Send,
-                q.qp.qpn(),
-            ),
-        );
-    }
-    Ok(rkey)
 }
 
 /// Post a chain of receive requests through `post`.
