@@ -50,9 +50,9 @@ pub(crate) struct CqBox {
     pub users: AtomicUsize,
     /// Reused by `poll_cq` so polling does not allocate.
     buf: Mutex<Vec<Wc>>,
-    /// Completions handed out before the device's: those the library makes
-    /// itself (a type 1 window bound by `ibv_bind_mw`) and those the
-    /// extended poll fetched ahead; and the one an extended poll is on.
+    /// Completions handed out before the device's: those the extended
+    /// poll fetched ahead (and those kept by a QP's RESET clean-up); and the
+    /// one an extended poll is on.
     ex: Mutex<ExPoll>,
 }
 
