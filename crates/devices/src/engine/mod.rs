@@ -11,10 +11,11 @@
 //!   kernel (`sendmmsg`) before the call returns, and its completions go to
 //!   its CQs — no thread hop on the send path;
 //! - on the device's **I/O thread**, started when the socket is bound: it
-//!   sleeps in `recvmmsg` until a datagram arrives or the earliest QP timer
-//!   is due (the socket's read timeout), then, under the lock, checks and
-//!   demultiplexes every datagram, runs the QPs' timers and sends what they
-//!   produced. It never spins: with no timer armed it blocks indefinitely.
+//!   sleeps in `recvmmsg` until a datagram arrives or, when a QP timer is
+//!   armed, in `poll` until the earliest is due (a high-resolution timeout:
+//!   `SO_RCVTIMEO` would round it up to the next 4 ms tick), then, under
+//!   the lock, checks and demultiplexes every datagram, runs the QPs'
+//!   timers and sends what they produced. It never spins: with no timer armed it blocks indefinitely.
 //!   When a caller arms a timer earlier than the one the thread sleeps for,
 //!   it wakes the thread with a zero-length datagram to the device's own
 //!   address.
@@ -431,7 +432,6 @@ impl Shared {
 /// in between.
 fn io_loop(shared: Arc<Shared>, b: usize, port: Arc<UdpPort>) {
     let mut rx = RxBatch::new();
-    let mut cur_timeout: Option<Option<Duration>> = None;
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
@@ -446,12 +446,7 @@ fn io_loop(shared: Arc<Shared>, b: usize, port: Arc<UdpPort>) {
             Some(d) if d < Duration::from_micros(50) => 0,
             t => {
                 // Round up so we never wake just before the deadline.
-                let t = t.map(|d| d + Duration::from_micros(20));
-                if cur_timeout != Some(t) {
-                    port.set_read_timeout(t);
-                    cur_timeout = Some(t);
-                }
-                rx.recv(&port)
+                rx.recv(&port, t.map(|d| d + Duration::from_micros(20)))
             }
         };
         if shared.shutdown.load(Ordering::Acquire) {

@@ -196,11 +196,6 @@ impl UdpPort {
     pub(crate) fn shutdown_receive(&self) {
         let _ = socket::shutdown(self.socks[0].as_raw_fd(), socket::Shutdown::Read);
     }
-
-    /// Set the receive timeout (`None`: block until a datagram arrives).
-    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) {
-        let _ = self.socks[0].set_read_timeout(t);
-    }
 }
 
 /// Outgoing packets gathered for one `sendmmsg`; the buffers are reused.
@@ -366,11 +361,31 @@ impl RxBatch {
         }
     }
 
-    /// Wait for at least one datagram (up to the socket's read timeout),
-    /// then take what else is queued. Returns how many arrived (0 on
-    /// timeout).
-    pub(crate) fn recv(&mut self, port: &UdpPort) -> usize {
+    /// Wait for at least one datagram (up to `timeout`; `None`: until one
+    /// arrives), then take what else is queued. Returns how many arrived (0
+    /// on timeout).
+    ///
+    /// A timeout is waited for with `poll`, whose high-resolution timer
+    /// fires within tens of microseconds; a socket's `SO_RCVTIMEO` counts
+    /// in jiffies (4 ms at 250 Hz), which made every transport timer up to
+    /// 4 ms late.
+    pub(crate) fn recv(&mut self, port: &UdpPort, timeout: Option<Duration>) -> usize {
         self.n = 0;
+        let mut flags = MsgFlags::MSG_WAITFORONE;
+        if let Some(t) = timeout {
+            let ts = rustix::event::Timespec::try_from(t).unwrap_or(rustix::event::Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            });
+            let mut fds = [rustix::event::PollFd::new(
+                &port.socks[0],
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(n) if n > 0 => flags |= MsgFlags::MSG_DONTWAIT,
+                _ => return 0, // timed out, or interrupted: the caller recomputes
+            }
+        }
         let mut chunks = self.bufs.chunks_exact_mut(RX_STRIDE);
         let mut iovs: [[IoSliceMut<'_>; 1]; RX_BATCH] =
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
@@ -378,7 +393,7 @@ impl RxBatch {
             port.socks[0].as_raw_fd(),
             self.hdrs.get(),
             iovs.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
+            flags,
             None,
         );
         let Ok(results) = res else {
@@ -425,17 +440,38 @@ mod tests {
     use super::*;
     use std::sync::{mpsc, Arc};
 
+    /// A timed receive returns 0 when nothing came, and what is queued when
+    /// something did.
+    #[test]
+    fn timed_receive() {
+        let port = UdpPort::bind("127.0.0.1:0".parse().unwrap(), "t1").unwrap();
+        let mut batch = RxBatch::new();
+        assert_eq!(batch.recv(&port, Some(Duration::from_millis(5))), 0);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..3u8 {
+            tx.send_to(&[i; 8], port.local()).unwrap();
+        }
+        let mut got = 0;
+        while got < 3 {
+            let n = batch.recv(&port, Some(Duration::from_secs(30)));
+            assert!(n > 0, "a queued datagram was not received");
+            for i in 0..n {
+                assert_eq!(batch.get(i).0, &[got as u8; 8]);
+                got += 1;
+            }
+        }
+    }
+
     /// A receiver blocked with no timeout returns once the port is shut,
     /// without any datagram (as when the wake-up datagram is dropped).
     #[test]
     fn shutdown_receive_wakes_a_blocked_receiver() {
         let port = Arc::new(UdpPort::bind("127.0.0.1:0".parse().unwrap(), "t0").unwrap());
-        port.set_read_timeout(None);
         let (tx, rx) = mpsc::channel();
         let p = Arc::clone(&port);
         let th = std::thread::spawn(move || {
             let mut batch = RxBatch::new();
-            let got = batch.recv(&p);
+            let got = batch.recv(&p, None);
             // At most one empty "datagram": the end-of-stream mark.
             let bytes: usize = (0..got).map(|i| batch.get(i).0.len()).sum();
             tx.send((got, bytes)).unwrap();
