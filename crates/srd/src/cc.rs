@@ -59,6 +59,11 @@ pub struct Cc {
     min_rtt: Option<Duration>,
     last_decrease: Instant,
     decreases: u64,
+    /// Slow start: until the first decrease the window grows by the bytes
+    /// acknowledged (doubling per round trip) rather than by one packet per
+    /// round trip, so a long round trip fills its bandwidth-delay product
+    /// in a few round trips, not hundreds (issue 7).
+    slow_start: bool,
 }
 
 impl Cc {
@@ -73,6 +78,7 @@ impl Cc {
             min_rtt: None,
             last_decrease: Instant::ZERO,
             decreases: 0,
+            slow_start: true,
         }
     }
 
@@ -117,13 +123,18 @@ impl Cc {
         let target = min + self.cfg.target_slack;
         let delay = rtt.unwrap_or(srtt);
         if delay <= target {
-            self.cwnd += self.mtu * bytes as f64 / self.cwnd.max(1.0);
+            if self.slow_start {
+                self.cwnd += bytes as f64;
+            } else {
+                self.cwnd += self.mtu * bytes as f64 / self.cwnd.max(1.0);
+            }
         } else if now.saturating_since(self.last_decrease) >= srtt {
             let over = (delay - target).as_secs_f64() / delay.as_secs_f64();
             let f = (1.0 - self.cfg.beta * over).max(1.0 - self.cfg.max_mdf);
             self.cwnd *= f;
             self.last_decrease = now;
             self.decreases += 1;
+            self.slow_start = false;
         }
         self.clamp();
     }
@@ -139,6 +150,7 @@ impl Cc {
             self.cwnd *= 1.0 - self.cfg.ecn_mdf;
             self.last_decrease = now;
             self.decreases += 1;
+            self.slow_start = false;
             self.clamp();
         }
     }
@@ -152,6 +164,7 @@ impl Cc {
             self.cwnd /= 2.0;
             self.last_decrease = now;
             self.decreases += 1;
+            self.slow_start = false;
             self.clamp();
         }
     }

@@ -1244,14 +1244,22 @@ impl SrdEndpoint {
                 spurious = true;
             }
             bytes += pkt.bytes;
-            if Some(s) == trigger && pkt.retx == 0 && ack.flags & ACK_FLAG_RETX == 0 {
-                rtt = Some(now.saturating_since(pkt.sent_at));
+            // Karn, refined: an ACK not flagged as answering a retransmitted
+            // or duplicate packet answers the first copy, so it times that
+            // copy even if a (spurious) retransmission followed it. Without
+            // this, an initial RTO below the RTT times out every packet and
+            // no sample ever arrives (issue 7).
+            if Some(s) == trigger && ack.flags & ACK_FLAG_RETX == 0 && pkt.rnr_at.is_none() {
+                rtt = Some(now.saturating_since(pkt.first_sent_at));
             }
             if pkt.sent_at > pdc.rack_sent {
                 pdc.rack_sent = pkt.sent_at;
             }
             pdc.path_delivered(pkt.path, pkt.sent_at);
             touched.push(pkt.seg);
+        }
+        if rtt.is_some() {
+            pdc.rto_backoff = 0;
         }
         pdc.cc.on_ack(now, bytes, rtt);
         if ack.flags & ACK_FLAG_M != 0 {
@@ -1488,6 +1496,7 @@ impl SrdEndpoint {
         let Some(pdc) = self.pdcs[usize::from(id)].as_mut() else {
             return;
         };
+        let rto = rto_of(&self.cfg, pdc);
         let Some(m) = pdc.msgs.get_mut(&msg_id) else {
             return;
         };
@@ -1532,9 +1541,6 @@ impl SrdEndpoint {
                     });
                 }
             } else if m.all_sent && m.unacked == 0 && m.ack_req_at.is_none() {
-                let rto = pdc
-                    .cc
-                    .rto(self.cfg.min_rto, self.cfg.max_rto, self.cfg.initial_rto);
                 if !matches!(m.op, MsgOp::Read { .. }) {
                     m.ack_req_at = Some(now + rto);
                     pdc.awaiting_rsp += 1;
@@ -1558,11 +1564,11 @@ impl SrdEndpoint {
         let mut t: Option<Instant> = None;
         let mut at = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
         for p in self.pdcs.iter().flatten() {
-            let rto =
-                p.cc.rto(self.cfg.min_rto, self.cfg.max_rto, self.cfg.initial_rto);
+            let rto = rto_of(&self.cfg, p);
             for pkt in p.unacked.values() {
                 if pkt.in_flight {
-                    at(pkt.sent_at + backoff(rto, pkt.timeouts, self.cfg.max_rto));
+                    let exp = pkt.timeouts.max(p.rto_backoff);
+                    at(pkt.sent_at + backoff(rto, exp, self.cfg.max_rto));
                 } else if let Some(r) = pkt.rnr_at {
                     at(r);
                 }
@@ -1591,15 +1597,15 @@ impl SrdEndpoint {
         let mut closes = Vec::new();
         let mut forget = Vec::new();
         for p in self.pdcs.iter_mut().flatten() {
-            let rto =
-                p.cc.rto(self.cfg.min_rto, self.cfg.max_rto, self.cfg.initial_rto);
+            let rto = rto_of(&self.cfg, p);
             let mut timed_out = false;
             let mut congestion = false;
             let mut dead = false;
             let mut lost = Vec::new();
             for (s, pkt) in p.unacked.iter_mut() {
                 if pkt.in_flight {
-                    if now >= pkt.sent_at + backoff(rto, pkt.timeouts, self.cfg.max_rto) {
+                    let exp = pkt.timeouts.max(p.rto_backoff);
+                    if now >= pkt.sent_at + backoff(rto, exp, self.cfg.max_rto) {
                         // Congestion only if nothing sent after it got
                         // through: otherwise the loss is its path's.
                         congestion |= pkt.sent_at >= p.rack_sent;
@@ -1626,8 +1632,12 @@ impl SrdEndpoint {
                 }
             }
             if timed_out {
+                p.rto_backoff = (p.rto_backoff + 1).min(6);
                 self.counters.timeouts += 1;
-                if congestion {
+                // Before the first RTT sample a timeout says only that the
+                // initial RTO was shorter than the round trip, not that the
+                // network is congested: keep the window (and slow start).
+                if congestion && p.cc.srtt().is_some() {
                     p.cc.on_timeout(now);
                 }
             }
@@ -1929,6 +1939,7 @@ impl SrdEndpoint {
             TxPkt {
                 seg,
                 sent_at: now,
+                first_sent_at: now,
                 retx: 0,
                 timeouts: 0,
                 path,
@@ -2100,6 +2111,25 @@ fn opcode_of(op: MsgOp) -> WcOpcode {
         MsgOp::Send { .. } => WcOpcode::Send,
         MsgOp::Write { .. } => WcOpcode::RdmaWrite,
         MsgOp::Read { .. } => WcOpcode::RdmaRead,
+    }
+}
+
+/// A context's retransmission timeout (before its backoff): the
+/// controller's `srtt + 4·rttvar` (clamped to the configured range), but
+/// never below `srtt × (1.5 + RACK's reordering window)`. A steady RTT
+/// drives `rttvar` towards zero, and an RTO hugging `srtt` then fires for
+/// every packet that queues a little (or whose ACK is coalesced) — at
+/// millisecond RTTs, long before RACK (which declares a packet lost
+/// `srtt + reordering window` after it left, once a later one is
+/// acknowledged) can: spurious timeouts that halve the window and avoid
+/// paths (issue 7). At fabric RTTs the `min_rto` floor is the larger.
+fn rto_of(cfg: &SrdConfig, p: &Pdc) -> Duration {
+    let r = p.cc.rto(cfg.min_rto, cfg.max_rto, cfg.initial_rto);
+    match p.cc.srtt() {
+        Some(s) => r
+            .max(s.mul_f64(1.5 + cfg.reorder_frac * f64::from(p.reo_mult)))
+            .min(cfg.max_rto.max(r)),
+        None => r,
     }
 }
 

@@ -79,6 +79,10 @@ pub(crate) enum Seg {
 pub(crate) struct TxPkt {
     pub seg: Seg,
     pub sent_at: Instant,
+    /// When the first copy left: an ACK that answers the first copy (not
+    /// flagged as answering a retransmission) is an RTT sample from here,
+    /// even if the packet was sent again meanwhile.
+    pub first_sent_at: Instant,
     pub retx: u32,
     pub timeouts: u32,
     pub path: u16,
@@ -173,6 +177,10 @@ pub(crate) struct Pdc {
     pub closing: Option<(Instant, u32)>,
     // RACK's adaptive reordering window
     pub reo_mult: u32,
+    /// Retransmission-timeout backoff exponent of the context: each timeout
+    /// doubles the RTO of every packet (new ones included) until an ACK
+    /// yields a valid RTT sample (RFC 6298 §5.5–5.7).
+    pub rto_backoff: u32,
     pub reo_clean: u32,
 }
 
@@ -211,6 +219,7 @@ impl Pdc {
             last_active: Instant::ZERO,
             closing: None,
             reo_mult: 1,
+            rto_backoff: 0,
             reo_clean: 0,
         }
     }
