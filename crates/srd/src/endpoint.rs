@@ -1540,11 +1540,13 @@ impl SrdEndpoint {
                         latency: now.saturating_since(m.posted_at),
                     });
                 }
-            } else if m.all_sent && m.unacked == 0 && m.ack_req_at.is_none() {
-                if !matches!(m.op, MsgOp::Read { .. }) {
-                    m.ack_req_at = Some(now + rto);
-                    pdc.awaiting_rsp += 1;
-                }
+            } else if m.all_sent
+                && m.unacked == 0
+                && m.ack_req_at.is_none()
+                && !matches!(m.op, MsgOp::Read { .. })
+            {
+                m.ack_req_at = Some(now + rto);
+                pdc.awaiting_rsp += 1;
             }
         }
         if m.done && m.unacked == 0 && (m.all_sent || m.failed.is_some()) {
