@@ -32,6 +32,12 @@ pub struct CcConfig {
     pub max_mdf: f64,
     /// Decrease on an ACK carrying ECN marks (fraction).
     pub ecn_mdf: f64,
+    /// Round trip the additive increase (one packet per round trip) is
+    /// meant for: on a longer round trip the increase is scaled by
+    /// `srtt / ai_rtt`, so the window grows at the same rate per unit of
+    /// time whatever the RTT, and a millisecond round trip does not take
+    /// hundreds of round trips to win back a decrease (issue 7).
+    pub ai_rtt: Duration,
 }
 
 impl Default for CcConfig {
@@ -44,6 +50,7 @@ impl Default for CcConfig {
             beta: 0.8,
             max_mdf: 0.5,
             ecn_mdf: 0.3,
+            ai_rtt: Duration::from_micros(100),
         }
     }
 }
@@ -126,7 +133,8 @@ impl Cc {
             if self.slow_start {
                 self.cwnd += bytes as f64;
             } else {
-                self.cwnd += self.mtu * bytes as f64 / self.cwnd.max(1.0);
+                let scale = (srtt.as_secs_f64() / self.cfg.ai_rtt.as_secs_f64().max(1e-9)).max(1.0);
+                self.cwnd += scale * self.mtu * bytes as f64 / self.cwnd.max(1.0);
             }
         } else if now.saturating_since(self.last_decrease) >= srtt {
             let over = (delay - target).as_secs_f64() / delay.as_secs_f64();
