@@ -58,6 +58,12 @@ pub struct SrdConfig {
     /// 1024 packets acknowledged without one halve it again (RACK's
     /// adaptive `reo_wnd`, RFC 8985 §6.2).
     pub reorder_max_mult: u32,
+    /// Largest the adaptive reordering window grows to in time (it never
+    /// shrinks below `reorder_frac` × srtt for this): reordering comes from
+    /// paths' delay differences, which do not grow with the round trip, so
+    /// at millisecond RTTs `reorder_max_mult` × srtt would make RACK (and
+    /// the RTO floored at its deadline) wait many ms for a lost packet.
+    pub reorder_max: Duration,
     /// Most data packets one ACK may cover. ACKs are coalesced: a context
     /// owes at most one plain ACK until [`crate::SrdEndpoint::poll_transmit`]
     /// sends it (so the I/O layer, which feeds a whole receive batch before
@@ -100,6 +106,7 @@ impl SrdConfig {
             rnr_hint: Duration::from_micros(20),
             reorder_frac: 0.5,
             reorder_max_mult: 8,
+            reorder_max: Duration::from_millis(1),
             ack_every: 16,
             idle_close: Some(Duration::from_millis(100)),
             job_id: 1,

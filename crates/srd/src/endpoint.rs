@@ -1192,7 +1192,6 @@ impl SrdEndpoint {
     }
 
     fn on_ack(&mut self, now: Instant, id: u16, ack: &AckRepr, rsp: Option<SesResponseRepr>) {
-        let reo_frac = self.cfg.reorder_frac;
         let reo_max = self.cfg.reorder_max_mult.max(1);
         let Some(pdc) = self.pdcs[usize::from(id)].as_mut() else {
             return;
@@ -1280,7 +1279,7 @@ impl SrdEndpoint {
         }
         // RACK: a packet sent well before one that got through is lost.
         if let Some(srtt) = pdc.cc.srtt() {
-            let reo = srtt.mul_f64(reo_frac * f64::from(pdc.reo_mult));
+            let reo = reo_window(&self.cfg, srtt, pdc.reo_mult);
             let rack = pdc.rack_sent;
             let mut lost = Vec::new();
             let mut lost_paths = Vec::new();
@@ -2129,10 +2128,19 @@ fn rto_of(cfg: &SrdConfig, p: &Pdc) -> Duration {
     let r = p.cc.rto(cfg.min_rto, cfg.max_rto, cfg.initial_rto);
     match p.cc.srtt() {
         Some(s) => r
-            .max(s.mul_f64(1.5 + cfg.reorder_frac * f64::from(p.reo_mult)))
+            .max(s.mul_f64(1.5) + reo_window(cfg, s, p.reo_mult))
             .min(cfg.max_rto.max(r)),
         None => r,
     }
+}
+
+/// RACK's reordering window: `reorder_frac × reo_mult × srtt`, but the
+/// adaptive part (`reo_mult` > 1) never past `reorder_max` (nor below
+/// `reorder_frac × srtt`).
+fn reo_window(cfg: &SrdConfig, srtt: Duration, mult: u32) -> Duration {
+    let base = srtt.mul_f64(cfg.reorder_frac);
+    let wide = srtt.mul_f64(cfg.reorder_frac * f64::from(mult));
+    wide.min(base.max(cfg.reorder_max))
 }
 
 fn backoff(rto: Duration, retx: u32, max: Duration) -> Duration {
