@@ -648,14 +648,22 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
         // could remove the source of a new queue that reused the number.
         set.wqs.remove(i);
     }
+    let to_err = ModifyAttrs {
+        qp_state: Some(QpState::Err),
+        ..Default::default()
+    };
     for h in to_error {
-        let _ = uctx.modify_qp(
-            h,
-            &ModifyAttrs {
-                qp_state: Some(QpState::Err),
-                ..Default::default()
-            },
-        );
+        // A call of the client that holds the QP at this instant makes the
+        // modify Busy (uverbs' EBUSY); the error state must not be lost to
+        // it, so try again while the call finishes.
+        for _ in 0..1000 {
+            match uctx.modify_qp(h, &to_err) {
+                Err(softverbs_core::VerbsError::Busy { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                _ => break,
+            }
+        }
     }
     for (cqn, wc) in errors {
         if let Some(c) = set.cqs.get(&cqn) {

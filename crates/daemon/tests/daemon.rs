@@ -321,7 +321,12 @@ fn garbage_frames_and_rings_hurt_only_their_client() {
     s.sq.ring_doorbell();
     let mut state = QpState::Reset;
     for _ in 0..500 {
-        state = s.c.query_qp(s.qp.handle).unwrap().state;
+        // Busy while the daemon's own modify holds the QP: look again.
+        match s.c.query_qp(s.qp.handle) {
+            Ok(attrs) => state = attrs.state,
+            Err(softverbs_core::VerbsError::Busy { .. }) => {}
+            Err(e) => panic!("query_qp: {e}"),
+        }
         if state == QpState::Err {
             break;
         }
