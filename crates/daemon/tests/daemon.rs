@@ -10,7 +10,7 @@ use softverbs_core::calls::VerbsCalls;
 use softverbs_core::driver::AhAttr;
 use softverbs_core::objects::ids::{PD, QP};
 use softverbs_core::{Device, ModifyAttrs, QpCreate};
-use softverbs_daemon::client::{self, Client, CompQueue, SharedMr, WorkQueue};
+use softverbs_daemon::client::{self, Client};
 use softverbs_daemon::frame::{self, Kind};
 use softverbs_daemon::{Daemon, Running, Server};
 use softverbs_transport::{Access, Mtu, QpState, QpType, RecvWr, SendWr, WcStatus};
@@ -33,58 +33,11 @@ fn daemon() -> Running {
     Server::bind(&path, Daemon::new(devices)).unwrap().spawn()
 }
 
-struct Side {
-    c: Client,
-    qp: softverbs_core::QpRef,
-    sq: WorkQueue,
-    rq: WorkQueue,
-    cq: CompQueue,
-    mr: SharedMr,
-}
+mod common;
+use common::Side;
 
 fn side(path: &std::path::Path, dev: &str) -> Side {
-    let c = Client::open(path, dev).unwrap();
-    let pd = c.alloc_pd().unwrap();
-    let cq = c.create_cq(64, None).unwrap();
-    let qp = c
-        .create_qp(
-            pd.handle,
-            &QpCreate {
-                qp_type: QpType::Rc,
-                send_cq: cq.handle,
-                recv_cq: cq.handle,
-                srq: None,
-                max_send_wr: 32,
-                max_recv_wr: 32,
-                max_send_sge: 1,
-                max_recv_sge: 1,
-                max_inline_data: 64,
-                sq_sig_all: false,
-            },
-        )
-        .unwrap();
-    let mr = c
-        .reg_shared(
-            pd.handle,
-            8192,
-            Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
-        )
-        .unwrap();
-    let sq = c
-        .send_queue(qp.handle, 32, qp.init.max_send_sge, qp.init.max_inline_data)
-        .unwrap();
-    let rq = c
-        .recv_queue(qp.handle, 32, qp.init.max_recv_sge, false)
-        .unwrap();
-    let cqr = c.comp_queue(cq.handle, cq.id, 64, None).unwrap();
-    Side {
-        c,
-        qp,
-        sq,
-        rq,
-        cq: cqr,
-        mr,
-    }
+    common::side(path, dev, None)
 }
 
 fn connect(a: &Side, b: &Side) {
@@ -319,20 +272,7 @@ fn garbage_frames_and_rings_hurt_only_their_client() {
         .write(64, &0x1234_5678u32.to_ne_bytes())
         .unwrap();
     s.sq.ring_doorbell();
-    let mut state = QpState::Reset;
-    for _ in 0..500 {
-        // Busy while the daemon's own modify holds the QP: look again.
-        match s.c.query_qp(s.qp.handle) {
-            Ok(attrs) => state = attrs.state,
-            Err(softverbs_core::VerbsError::Busy { .. }) => {}
-            Err(e) => panic!("query_qp: {e}"),
-        }
-        if state == QpState::Err {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(state, QpState::Err);
+    assert_eq!(common::wait_qp_state(&s, QpState::Err), QpState::Err);
     assert!(
         d.daemon
             .stats

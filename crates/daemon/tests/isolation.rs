@@ -257,20 +257,7 @@ fn corrupt_rings_only_hurt_their_writer() {
         .write(64, &0x4242_4242u32.to_ne_bytes())
         .unwrap();
     bad.rq.ring_doorbell();
-    let mut state = QpState::Rts;
-    for _ in 0..500 {
-        // Busy while the daemon's own modify holds the QP: look again.
-        match bad.c.query_qp(bad.qp.handle) {
-            Ok(attrs) => state = attrs.state,
-            Err(softverbs_core::VerbsError::Busy { .. }) => {}
-            Err(e) => panic!("query_qp: {e}"),
-        }
-        if state == QpState::Err {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(state, QpState::Err);
+    assert_eq!(common::wait_qp_state(&bad, QpState::Err), QpState::Err);
     assert!(stat(&d, "bad_ring_entries") > before);
     // The good pair still talks.
     for i in 0..20u64 {

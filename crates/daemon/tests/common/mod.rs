@@ -73,6 +73,25 @@ pub fn side(path: &Path, dev: &str, channel: Option<Arc<CompChannel>>) -> Side {
     }
 }
 
+/// Polls `s`'s QP state for up to 5 s until it is `want`; returns the last
+/// state seen. A query answered `Busy` (the daemon's own modify holds the
+/// QP at that instant) is simply asked again.
+pub fn wait_qp_state(s: &Side, want: QpState) -> QpState {
+    let mut state = None;
+    for _ in 0..500 {
+        match s.c.query_qp(s.qp.handle) {
+            Ok(attrs) => state = Some(attrs.state),
+            Err(softverbs_core::VerbsError::Busy { .. }) => {}
+            Err(e) => panic!("query_qp: {e}"),
+        }
+        if state == Some(want) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    state.expect("query_qp answered Busy for 5 s")
+}
+
 /// What a peer needs to connect: `qpn gid rkey addr` on one line.
 pub fn card(s: &Side) -> String {
     format!(
