@@ -593,6 +593,31 @@ use srd_support::Net;
 /// Two srd devices in namespaces joined by `paths` pairs (`tag`, `net`
 /// unique per test); `None` (with a note) when not root or the host cannot
 /// build them.
+/// `n` signaled RDMA WRITEs of 64 KiB (bytes from `seed`) from a fresh SRD
+/// QP of `a` to a fresh one of `b`: every one completes successfully and
+/// `b`'s memory holds the bytes.
+fn srd_writes_cross(a: &Side, b: &Side, n: usize, seed: u8) {
+    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
+    let to_b = softverbs_transport::UdDest {
+        dgid: a.ah_to(b).dgid,
+        remote_qpn: qb.qpn,
+        remote_qkey: QKEY,
+    };
+    let w = a.fill(0, n * 65536, seed);
+    for i in 0..n {
+        let off = (i * 65536) as u64;
+        a.post_send(
+            &qa,
+            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
+                .to(to_b)
+                .signaled(),
+        );
+    }
+    let tx = a.wait(n, Duration::from_secs(60));
+    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
+    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
+}
+
 fn netns_pair(tag: &str, net: u8, paths: usize) -> Option<(Net, Side, Side)> {
     netns_pair_via(tag, net, paths, false)
 }
@@ -747,29 +772,10 @@ fn srd_writes_cross_a_delayed_lossy_relay_between_namespaces() {
         .with_jitter(Duration::from_micros(100))
         .with_loss(0.01);
     net.set_impairment(imp).expect("relay");
-    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
-    let ah = a.ah_to(&b);
-    let to_b = softverbs_transport::UdDest {
-        dgid: ah.dgid,
-        remote_qpn: qb.qpn,
-        remote_qkey: QKEY,
-    };
     let t0 = Instant::now();
     let n = 64usize;
-    let w = a.fill(0, n * 65536, 11);
-    for i in 0..n {
-        let off = (i * 65536) as u64;
-        a.post_send(
-            &qa,
-            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
-                .to(to_b)
-                .signaled(),
-        );
-    }
-    let tx = a.wait(n, Duration::from_secs(60));
+    srd_writes_cross(&a, &b, n, 11);
     let el = t0.elapsed();
-    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
-    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
     let ca = a.dev.srd_counters().unwrap();
     // The relay reports its counts every few ms: wait for the last ones.
     let sum = |f: fn(&softverbs_netem::LinkStats) -> u64| -> u64 {
@@ -803,27 +809,8 @@ fn srd_survives_a_black_holed_path_between_namespaces() {
         return;
     };
     net.set_faults(0, Some(2)).expect("nft");
-    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
-    let ah = a.ah_to(&b);
-    let to_b = softverbs_transport::UdDest {
-        dgid: ah.dgid,
-        remote_qpn: qb.qpn,
-        remote_qkey: QKEY,
-    };
     let n = 48usize;
-    let w = a.fill(0, n * 65536, 5);
-    for i in 0..n {
-        let off = (i * 65536) as u64;
-        a.post_send(
-            &qa,
-            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
-                .to(to_b)
-                .signaled(),
-        );
-    }
-    let tx = a.wait(n, Duration::from_secs(60));
-    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
-    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
+    srd_writes_cross(&a, &b, n, 5);
     let ca = a.dev.srd_counters().unwrap();
     eprintln!(
         "path 2 of 4 black-holed: A {ca:?}; nft A: {}; packets per pair {:?}",
@@ -846,27 +833,8 @@ fn srd_over_paths_of_different_rates_between_namespaces() {
         eprintln!("skipped: tbf: {e}");
         return;
     }
-    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
-    let ah = a.ah_to(&b);
-    let to_b = softverbs_transport::UdDest {
-        dgid: ah.dgid,
-        remote_qpn: qb.qpn,
-        remote_qkey: QKEY,
-    };
     let n = 48usize;
-    let w = a.fill(0, n * 65536, 9);
-    for i in 0..n {
-        let off = (i * 65536) as u64;
-        a.post_send(
-            &qa,
-            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
-                .to(to_b)
-                .signaled(),
-        );
-    }
-    let tx = a.wait(n, Duration::from_secs(60));
-    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
-    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
+    srd_writes_cross(&a, &b, n, 9);
     let ca = a.dev.srd_counters().unwrap();
     eprintln!(
         "pairs at none/2/1/0.5 Gb/s: {} data packets, {} retransmitted ({} proved spurious), qdisc drops {}, packets per pair {:?}",
@@ -893,27 +861,8 @@ fn ecn_marks_reach_the_sender_between_namespaces() {
         eprintln!("skipped: nft ecn: {e}");
         return;
     }
-    let (qa, qb) = (a.srd_qp(0), b.srd_qp(0));
-    let ah = a.ah_to(&b);
-    let to_b = softverbs_transport::UdDest {
-        dgid: ah.dgid,
-        remote_qpn: qb.qpn,
-        remote_qkey: QKEY,
-    };
     let n = 64usize;
-    let w = a.fill(0, n * 65536, 11);
-    for i in 0..n {
-        let off = (i * 65536) as u64;
-        a.post_send(
-            &qa,
-            SendWr::write(i as u64, a.sge(off, 65536), b.mr.addr + off, b.mr.rkey)
-                .to(to_b)
-                .signaled(),
-        );
-    }
-    let tx = a.wait(n, Duration::from_secs(60));
-    assert!(tx.iter().all(|w| w.status == WcStatus::Success), "{tx:?}");
-    assert!(b.read(0, n * 65536) == w, "WRITE data differs");
+    srd_writes_cross(&a, &b, n, 11);
     let (ca, cb) = (a.dev.srd_counters().unwrap(), b.dev.srd_counters().unwrap());
     eprintln!(
         "10% CE: B saw {} marked requests, A got {} echoes",
