@@ -17,38 +17,9 @@ fn seq_nak_inside_the_next_message_after_an_ack_rewinds_there() {
     let mut p = connect(QpType::Rc, Mtu::Mtu1024, |_| {});
     p.a.mem.reg(1, 0x1000, 3 * 6144, RW);
     p.b.mem.reg(2, 0x9000, 3 * 6144, RW);
-    for i in 0..3u64 {
-        p.b.qp
-            .post_recv(RecvWr {
-                wr_id: i,
-                sgl: vec![Sge {
-                    addr: 0x9000 + i * 6144,
-                    length: 6144,
-                    lkey: 2,
-                }],
-            })
-            .unwrap();
-        p.a.qp
-            .post_send(send_wr(
-                i,
-                SendOp::Send,
-                vec![Sge {
-                    addr: 0x1000 + i * 6144,
-                    length: 6144,
-                    lkey: 1,
-                }],
-            ))
-            .unwrap();
-    }
+    post_three_sends(&mut p);
     // A sends all 18 packets; B's answers are held back.
-    let mut ack: Option<PacketRepr> = None;
-    p.run_until(Instant::ZERO, |from_a, r| {
-        if !from_a {
-            ack.get_or_insert_with(|| r.clone());
-            return Fate::Drop;
-        }
-        Fate::Deliver
-    });
+    let ack = run_holding_back_b(&mut p);
     let sent: Vec<u32> = p
         .wire
         .iter()
@@ -123,38 +94,9 @@ fn ack_past_a_go_back_n_in_progress_moves_the_requester_forward() {
     p.a.mem.reg(1, 0x1000, 3 * 6144, RW);
     p.b.mem.reg(2, 0x9000, 3 * 6144, RW);
     p.a.mem.fill(1, |i| (i * 13 + 5) as u8);
-    for i in 0..3u64 {
-        p.b.qp
-            .post_recv(RecvWr {
-                wr_id: i,
-                sgl: vec![Sge {
-                    addr: 0x9000 + i * 6144,
-                    length: 6144,
-                    lkey: 2,
-                }],
-            })
-            .unwrap();
-        p.a.qp
-            .post_send(send_wr(
-                i,
-                SendOp::Send,
-                vec![Sge {
-                    addr: 0x1000 + i * 6144,
-                    length: 6144,
-                    lkey: 1,
-                }],
-            ))
-            .unwrap();
-    }
+    post_three_sends(&mut p);
     // All 18 packets reach B; B's answers are held back.
-    let mut ack: Option<PacketRepr> = None;
-    p.run_until(Instant::ZERO, |from_a, r| {
-        if !from_a {
-            ack.get_or_insert_with(|| r.clone());
-            return Fate::Drop;
-        }
-        Fate::Deliver
-    });
+    let ack = run_holding_back_b(&mut p);
     let first = p.wire.iter().find(|(a, _)| *a).unwrap().1.bth.psn;
     let psn = |k: u32| (first + k) & 0xff_ffff;
     let ack = ack.expect("B acknowledged");
@@ -218,4 +160,39 @@ fn ack_past_a_go_back_n_in_progress_moves_the_requester_forward() {
         ]
     );
     assert_eq!(p.b.mem.bytes(2), p.a.mem.bytes(1));
+}
+
+/// Three 6 KiB SENDs (6 packets each at MTU 1024) from A's region 1 into
+/// receives on B's region 2.
+fn post_three_sends(p: &mut Pair) {
+    for i in 0..3u64 {
+        let sge = |addr: u64, lkey: u32| Sge {
+            addr: addr + i * 6144,
+            length: 6144,
+            lkey,
+        };
+        p.b.qp
+            .post_recv(RecvWr {
+                wr_id: i,
+                sgl: vec![sge(0x9000, 2)],
+            })
+            .unwrap();
+        p.a.qp
+            .post_send(send_wr(i, SendOp::Send, vec![sge(0x1000, 1)]))
+            .unwrap();
+    }
+}
+
+/// Runs the pair with every packet of A delivered and every answer of B
+/// held back; returns B's first answer.
+fn run_holding_back_b(p: &mut Pair) -> Option<PacketRepr> {
+    let mut ack: Option<PacketRepr> = None;
+    p.run_until(Instant::ZERO, |from_a, r| {
+        if !from_a {
+            ack.get_or_insert_with(|| r.clone());
+            return Fate::Drop;
+        }
+        Fate::Deliver
+    });
+    ack
 }
