@@ -773,6 +773,11 @@ impl SrdEndpoint {
             self.counters.duplicates += 1;
             return Ok(());
         };
+        // Beyond the window (never below it: those were received): dropped
+        // before anything of the context changes.
+        if seq >= pdc.cack_seq + window {
+            return Err(DropReason::OutOfWindow);
+        }
         // Forget SES responses the initiator has cleared.
         if let Some(clear) = pdc.unwrap(req.clear_psn(), pdc.cack_seq) {
             pdc.done.retain(|_, (_, last, _)| *last > clear);
@@ -791,9 +796,6 @@ impl SrdEndpoint {
             self.owe_ack(id, seq, port, true);
             self.send_owed_ack(id, req.retx, rsp);
             return Ok(());
-        }
-        if seq - pdc.cack_seq >= window {
-            return Err(DropReason::OutOfWindow);
         }
         let outcome = match ses {
             Some(SesRepr::Request(s)) => self.target_request(now, id, seq, &s, payload, mem),
