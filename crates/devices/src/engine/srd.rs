@@ -14,7 +14,7 @@
 //! and one I/O thread; N send-only sockets are the only way to choose the
 //! source port of a UDP datagram without raw sockets.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use softverbs_core::driver::{DriverQpInit, QpInit, Wc};
@@ -41,8 +41,7 @@ pub(crate) struct SrdBackend {
     addrs: Vec<SocketAddr>,
     ep: SrdEndpoint,
     qps: HashMap<u32, SrdQp>,
-    events: VecDeque<(u32, QpEvent)>,
-    /// Endpoint counters already folded into destroyed QPs' totals.
+    /// Send paths (sockets `1..=paths`).
     paths: u16,
 }
 
@@ -85,7 +84,6 @@ impl SrdBackend {
             addrs,
             ep: SrdEndpoint::new(cfg),
             qps: HashMap::new(),
-            events: VecDeque::new(),
             paths,
         }
     }
@@ -283,7 +281,8 @@ impl Backend for SrdBackend {
     }
 
     fn poll_event(&mut self) -> Option<(u32, QpEvent)> {
-        self.events.pop_front()
+        // The endpoint raises no asynchronous QP events.
+        None
     }
 
     fn srd_counters(&self) -> Option<SrdCounters> {
