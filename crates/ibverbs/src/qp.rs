@@ -47,6 +47,11 @@ pub(crate) struct QpBox {
     /// The granted `max_recv_sge` (receive WRs with more SGEs are refused
     /// with `EINVAL`, as providers do).
     max_recv_sge: u32,
+    /// The granted `max_send_sge` and `max_inline_data`: send WRs beyond
+    /// them are refused with `EINVAL` before their lists or inline bytes
+    /// are read, as rxe does.
+    max_send_sge: u32,
+    max_inline_data: u32,
     /// Work requests between `ibv_wr_start` and `ibv_wr_complete`.
     pub batch: Mutex<crate::qpex::WrBatch>,
 }
@@ -192,6 +197,8 @@ pub unsafe extern "C" fn ibv_create_qp(
         srq: srq.map_or(core::ptr::null(), |s| s as *const SrqBox),
         path: Mutex::new((None, 1)),
         max_recv_sge: ia.cap.max_recv_sge,
+        max_send_sge: ia.cap.max_send_sge,
+        max_inline_data: ia.cap.max_inline_data,
         batch: Mutex::default(),
     }));
     // SAFETY: the context outlives its objects (closing it first is the
@@ -483,17 +490,22 @@ unsafe fn sgl(sg: *const sys::ibv_sge, n: c_int) -> Result<Vec<Sge>, c_int> {
         .collect())
 }
 
-/// An `ibv_send_wr` as a softverbs [`SendWr`].
+/// An `ibv_send_wr` as a softverbs [`SendWr`]; inline data over
+/// `max_inline` bytes is `EINVAL` (nothing is copied).
 ///
 /// # Safety
 /// `w`'s lists (and, with `IBV_SEND_INLINE`, the bytes they name) are
 /// readable.
-unsafe fn send_wr_from_c(w: &sys::ibv_send_wr, ud: bool) -> Result<SendWr, c_int> {
+unsafe fn send_wr_from_c(w: &sys::ibv_send_wr, ud: bool, max_inline: u32) -> Result<SendWr, c_int> {
     // SAFETY: forwarded from the caller.
     let list = unsafe { sgl(w.sg_list, w.num_sge) }?;
     let flags = w.send_flags;
     let payload = if flags & sys::IBV_SEND_INLINE != 0 {
-        let mut data = Vec::with_capacity(list.iter().map(|s| s.length as usize).sum());
+        let total: u64 = list.iter().map(|s| u64::from(s.length)).sum();
+        if total > u64::from(max_inline) {
+            return Err(EINVAL);
+        }
+        let mut data = Vec::with_capacity(total as usize);
         for s in &list {
             if s.length > 0 && s.addr == 0 {
                 return Err(EINVAL);
@@ -614,8 +626,11 @@ pub(crate) unsafe extern "C" fn post_send(
     while !cur.is_null() {
         // SAFETY: the caller's list is a valid chain of work requests.
         let w = unsafe { &*cur };
+        if w.num_sge < 0 || w.num_sge as u32 > b.max_send_sge {
+            return fail(cur, EINVAL);
+        }
         // SAFETY: as above.
-        let r = unsafe { send_wr_from_c(w, ud) };
+        let r = unsafe { send_wr_from_c(w, ud, b.max_inline_data) };
         match r {
             Ok(sw) => {
                 if let Err(e) = b.qp.post_send(sw) {
@@ -993,7 +1008,7 @@ mod tests {
         w.wr.rdma.remote_addr = 0x2000;
         w.wr.rdma.rkey = 9;
         // SAFETY: the list and its SGE live on this stack frame.
-        let s = unsafe { send_wr_from_c(&w, false) }.unwrap();
+        let s = unsafe { send_wr_from_c(&w, false, 8) }.unwrap();
         assert_eq!(
             s.op,
             SendOp::WriteWithImm {
@@ -1021,10 +1036,12 @@ mod tests {
         w.opcode = sys::IBV_WR_SEND;
         w.send_flags = sys::IBV_SEND_INLINE;
         // SAFETY: the SGE names `data`, alive here.
-        let s = unsafe { send_wr_from_c(&w, false) }.unwrap();
+        let s = unsafe { send_wr_from_c(&w, false, 8) }.unwrap();
         assert_eq!(s.payload, Payload::Inline(data.to_vec()));
+        // SAFETY: as above (refused before the bytes are read).
+        assert_eq!(unsafe { send_wr_from_c(&w, false, 7) }, Err(EINVAL));
         w.opcode = sys::IBV_WR_BIND_MW;
         // SAFETY: as above.
-        assert_eq!(unsafe { send_wr_from_c(&w, false) }, Err(EINVAL));
+        assert_eq!(unsafe { send_wr_from_c(&w, false, 8) }, Err(EINVAL));
     }
 }
