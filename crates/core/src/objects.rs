@@ -675,7 +675,31 @@ fn mr_rereg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
     } else {
         None
     };
-    let memory = if b.is_present(MR_BACKING) || b.is_present(MR_FD) {
+    let new_memory = b.is_present(MR_BACKING) || b.is_present(MR_FD);
+    if !new_memory && b.is_present(MR_IOVA) {
+        return Err(invalid(
+            "rereg_mr: an iova without new memory (give both, or neither)".into(),
+        ));
+    }
+    if new_pd.is_none() && access.is_none() && !new_memory {
+        return Err(invalid(
+            "rereg_mr changes nothing: give a new pd, access and/or memory".into(),
+        ));
+    }
+    // Refused before the memory is taken: a staged backing stays staged
+    // for the caller to take back.
+    let users = mr.users();
+    if !users.is_empty() {
+        return Err(VerbsError::Busy {
+            what: format!(
+                "memory region lkey {:#x} (windows are bound to it)",
+                mr.lkey
+            ),
+            users,
+        }
+        .into());
+    }
+    let memory = if new_memory {
         let (backing, iova) = mr_backing(b, d)?;
         limit(
             "MR length",
@@ -690,29 +714,8 @@ fn mr_rereg(b: &mut Bundle<'_>) -> Result<(), UapiError> {
         }
         Some((backing, iova))
     } else {
-        if b.is_present(MR_IOVA) {
-            return Err(invalid(
-                "rereg_mr: an iova without new memory (give both, or neither)".into(),
-            ));
-        }
         None
     };
-    if new_pd.is_none() && access.is_none() && memory.is_none() {
-        return Err(invalid(
-            "rereg_mr changes nothing: give a new pd, access and/or memory".into(),
-        ));
-    }
-    let users = mr.users();
-    if !users.is_empty() {
-        return Err(VerbsError::Busy {
-            what: format!(
-                "memory region lkey {:#x} (windows are bound to it)",
-                mr.lkey
-            ),
-            users,
-        }
-        .into());
-    }
     let new_range = memory
         .as_ref()
         .map(|(backing, iova)| (*iova, backing.len() as u64));
