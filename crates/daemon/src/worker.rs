@@ -111,8 +111,7 @@ type RingProducer = Producer<MapHeader, MapSlots>;
 /// the client rings: one consumer, always under the device's lock, so the
 /// WQEs keep their order.
 struct RingRecv {
-    cons: Mutex<RingConsumer>,
-    stride: usize,
+    cons: Mutex<RecvCons>,
     max_sge: u32,
     kind: RingKind,
     qpn: u32,
@@ -127,6 +126,13 @@ struct RingRecv {
     moved: AtomicBool,
 }
 
+/// A receive ring's consumer and the slot buffer its pulls copy into
+/// (kept, so a pull allocates nothing).
+struct RecvCons {
+    ring: RingConsumer,
+    slot: Vec<u8>,
+}
+
 impl RingRecv {
     fn fail(&self, wr_id: u64) {
         self.bad.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +144,7 @@ impl RingRecv {
         }
     }
 
-    fn consumer(&self) -> std::sync::MutexGuard<'_, RingConsumer> {
+    fn consumer(&self) -> std::sync::MutexGuard<'_, RecvCons> {
         self.cons.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -148,7 +154,8 @@ impl RecvSource for RingRecv {
         if self.corrupt.load(Ordering::Relaxed) {
             return;
         }
-        let mut c = self.consumer();
+        let mut guard = self.consumer();
+        let RecvCons { ring: c, slot } = &mut *guard;
         match c.available() {
             Ok(0) => return,
             Ok(_) => {}
@@ -157,13 +164,12 @@ impl RecvSource for RingRecv {
                 return;
             }
         }
-        let mut slot = vec![0u8; self.stride];
         loop {
-            match c.pop(&mut slot) {
+            match c.pop(slot) {
                 Ok(false) => break,
                 Ok(true) => {
                     self.moved.store(true, Ordering::Relaxed);
-                    match wqe::decode_recv(&slot, self.max_sge) {
+                    match wqe::decode_recv(slot, self.max_sge) {
                         Ok(wr) => out.push(wr),
                         Err(_) => {
                             let id = u64::from_le_bytes(slot[0..8].try_into().unwrap_or_default());
@@ -210,14 +216,14 @@ impl WqRing {
     fn prepare_sleep(&self) -> bool {
         match &self.cons {
             WqCons::Send(c) => c.prepare_sleep(1).unwrap_or(false),
-            WqCons::Recv { src, .. } => src.consumer().prepare_sleep(1).unwrap_or(false),
+            WqCons::Recv { src, .. } => src.consumer().ring.prepare_sleep(1).unwrap_or(false),
         }
     }
 
     fn awake(&self) {
         match &self.cons {
             WqCons::Send(c) => c.awake(),
-            WqCons::Recv { src, .. } => src.consumer().awake(),
+            WqCons::Recv { src, .. } => src.consumer().ring.awake(),
         }
     }
 }
@@ -481,8 +487,10 @@ impl RingSet {
             WqCons::Send(cons)
         } else {
             let src = Arc::new(RingRecv {
-                cons: Mutex::new(cons),
-                stride: a.stride as usize,
+                cons: Mutex::new(RecvCons {
+                    ring: cons,
+                    slot: vec![0; a.stride as usize],
+                }),
                 max_sge,
                 kind: a.kind,
                 qpn: id,
@@ -569,7 +577,7 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
                 if *device {
                     // Only when the ring holds something: the device lock
                     // is not taken for nothing.
-                    if src.consumer().available().map_or(true, |n| n > 0) {
+                    if src.consumer().ring.available().map_or(true, |n| n > 0) {
                         let _ = drv.pull_recv(srq, w.id);
                     }
                 } else {
