@@ -263,8 +263,7 @@ impl CqSink {
 
     /// Pushes one CQE; Ok(false) when the ring is full.
     fn push(&self, st: &mut CqSinkState, wc: &Wc) -> bool {
-        let mut b = wqe::encode_cqe(wc);
-        b[wqe::CQE_SIZE..].fill(0);
+        let b = wqe::encode_cqe(wc);
         let n = st.stride.min(wqe::CQE_SIZE);
         match st.prod.push(&b[..n]) {
             Ok(()) => {
