@@ -161,6 +161,17 @@ enum Outcome {
     Rnr,
 }
 
+/// The lists [`SrdEndpoint::on_ack`] fills, kept between ACKs so that
+/// handling one allocates nothing.
+#[derive(Default)]
+struct AckScratch {
+    acked: Vec<u64>,
+    touched: Vec<Seg>,
+    lost: Vec<u64>,
+    lost_paths: Vec<u16>,
+    ids: Vec<u16>,
+}
+
 /// The SRD endpoint of one device. Feed it [`Self::post_send`],
 /// [`Self::post_recv`], [`Self::handle_datagram`] and
 /// [`Self::handle_timeout`]; drain it with [`Self::poll_transmit`] (until
@@ -184,6 +195,7 @@ pub struct SrdEndpoint {
     rr: usize,
     rng: Xoshiro256PlusPlus,
     counters: SrdCounters,
+    ack_scratch: AckScratch,
 }
 
 impl SrdEndpoint {
@@ -203,6 +215,7 @@ impl SrdEndpoint {
             completions: VecDeque::new(),
             rr: 0,
             rng,
+            ack_scratch: AckScratch::default(),
             counters: SrdCounters::default(),
         }
     }
@@ -1203,12 +1216,20 @@ impl SrdEndpoint {
             return;
         }
         pdc.ever_acked = true;
+        let mut sc = core::mem::take(&mut self.ack_scratch);
+        let AckScratch {
+            acked,
+            touched,
+            lost,
+            lost_paths,
+            ids,
+        } = &mut sc;
         let reference = pdc.unacked.keys().next().copied().unwrap_or(pdc.next_seq);
         // Cumulative point: may be "start - 1" (nothing yet), i.e. seq -1.
         let cack_next = pdc
             .unwrap(ack.cack_psn.wrapping_add(1), reference)
             .unwrap_or(0);
-        let mut acked: Vec<u64> = pdc.unacked.range(..cack_next).map(|(k, _)| *k).collect();
+        acked.extend(pdc.unacked.range(..cack_next).map(|(k, _)| *k));
         let trigger = pdc.unwrap(ack.ack_psn(), reference);
         if let Some(t) = trigger {
             if pdc.unacked.contains_key(&t) {
@@ -1229,9 +1250,8 @@ impl SrdEndpoint {
         }
         let mut bytes = 0;
         let mut rtt = None;
-        let mut touched: Vec<Seg> = Vec::new();
         let mut spurious = false;
-        for s in acked {
+        for s in acked.drain(..) {
             let Some(pkt) = pdc.unacked.remove(&s) else {
                 continue;
             };
@@ -1283,8 +1303,6 @@ impl SrdEndpoint {
         if let Some(srtt) = pdc.cc.srtt() {
             let reo = reo_window(&self.cfg, srtt, pdc.reo_mult);
             let rack = pdc.rack_sent;
-            let mut lost = Vec::new();
-            let mut lost_paths = Vec::new();
             for (s, p) in pdc.unacked.iter_mut() {
                 if p.in_flight && p.sent_at + reo < rack && now >= p.sent_at + srtt + reo {
                     p.in_flight = false;
@@ -1296,7 +1314,7 @@ impl SrdEndpoint {
             }
             // Losses piling up on one path while others deliver: a black
             // hole, not random loss; avoid it without waiting for its RTO.
-            for path in lost_paths {
+            for path in lost_paths.drain(..) {
                 if pdc.path_lost(path)
                     && pdc.penalize(path, now, self.cfg.path_penalty, self.cfg.path_penalty_max)
                 {
@@ -1304,10 +1322,9 @@ impl SrdEndpoint {
                 }
             }
             self.counters.fast_retransmits += lost.len() as u64;
-            pdc.retx_q.extend(lost);
+            pdc.retx_q.extend(lost.drain(..));
         }
-        let mut ids = Vec::new();
-        for seg in touched {
+        for seg in touched.drain(..) {
             match seg {
                 Seg::Msg { msg_id, .. } => {
                     if let Some(m) = pdc.msgs.get_mut(&msg_id) {
@@ -1336,9 +1353,11 @@ impl SrdEndpoint {
         }
         ids.sort_unstable();
         ids.dedup();
-        for m in ids {
+        for &m in ids.iter() {
             self.try_complete(now, id, m);
         }
+        ids.clear();
+        self.ack_scratch = sc;
         // A SES response rides on the ACK sent when a message's last packet
         // arrives. An ACK for packets sent well after that one, while the
         // response is still missing, means that ACK was lost: ask now
