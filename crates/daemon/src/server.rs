@@ -474,15 +474,13 @@ fn call(d: &Daemon, o: &Open, body: &[u8], fds: Vec<OwnedFd>) -> Vec<u8> {
 }
 
 /// Maps a client's ring and hands it to the worker.
-fn attach(d: &Daemon, o: &Open, body: &[u8], mut fds: Vec<OwnedFd>) -> Result<(), UapiError> {
+fn attach(d: &Daemon, o: &Open, body: &[u8], fds: Vec<OwnedFd>) -> Result<(), UapiError> {
     let a = Attach::decode(body).map_err(invalid)?;
-    if fds.len() != 2 {
+    let Ok::<[OwnedFd; 2], _>([memfd, bell]) = fds.try_into() else {
         return Err(invalid(
             "ATTACH carries two fds: the ring memfd and an eventfd",
         ));
-    }
-    let bell = fds.pop().unwrap_or_else(|| unreachable!());
-    let memfd = fds.pop().unwrap_or_else(|| unreachable!());
+    };
     if !ring::valid_entries(a.entries) {
         return Err(invalid(format!(
             "ring entries {} is not a power of two up to 2^20",
