@@ -481,6 +481,12 @@ fn attach(d: &Daemon, o: &Open, body: &[u8], fds: Vec<OwnedFd>) -> Result<(), Ua
             "ATTACH carries two fds: the ring memfd and an eventfd",
         ));
     };
+    // The doorbell is written from the device's threads (a CQ ring's sink
+    // runs under the device's CQ lock): whatever the client passed (a
+    // full pipe, say) must not be able to block them there.
+    rustix::fs::fcntl_getfl(&bell)
+        .and_then(|fl| rustix::fs::fcntl_setfl(&bell, fl | rustix::fs::OFlags::NONBLOCK))
+        .map_err(|e| invalid(format!("ring eventfd: {e}")))?;
     if !ring::valid_entries(a.entries) {
         return Err(invalid(format!(
             "ring entries {} is not a power of two up to 2^20",
