@@ -299,7 +299,15 @@ impl Client {
         stride: u32,
         bell: &impl AsFd,
     ) -> Result<Arc<SharedMap>> {
-        let entries = entries.max(1).next_power_of_two();
+        // Refused here, before the memfd is made (and before a u32 past
+        // 2^31 overflows `next_power_of_two`), as the daemon would.
+        let entries = entries
+            .max(1)
+            .checked_next_power_of_two()
+            .filter(|&e| crate::ring::valid_entries(e))
+            .ok_or_else(|| {
+                VerbsError::invalid(format!("a ring of {entries} entries (at most 2^20)"))
+            })?;
         let len = HEADER_SIZE as u64 + u64::from(entries) * u64::from(stride);
         let fd = sealed_memfd("softverbs-ring", len).map_err(io)?;
         let map = Arc::new(SharedMap::map(&fd, 0, len).map_err(io)?);
