@@ -34,6 +34,16 @@ pub(crate) struct WrBatch {
 // as libibverbs's own providers do; the batch is behind the QP's mutex.
 unsafe impl Send for WrBatch {}
 
+impl WrBatch {
+    /// Empty, keeping the storage for the next batch.
+    fn clear(&mut self) {
+        self.wrs.clear();
+        self.sges.clear();
+        self.inline.clear();
+        self.err = 0;
+    }
+}
+
 const SUPPORTED_OPS: u64 = (sys::IBV_QP_EX_WITH_RDMA_WRITE
     | sys::IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
     | sys::IBV_QP_EX_WITH_SEND
@@ -168,23 +178,23 @@ fn push(
 }
 
 unsafe extern "C" fn wr_start(qp: *mut sys::ibv_qp_ex) {
-    with_batch(qp, |_, batch| *batch = WrBatch::default());
+    with_batch(qp, |_, batch| batch.clear());
 }
 
 unsafe extern "C" fn wr_abort(qp: *mut sys::ibv_qp_ex) {
-    with_batch(qp, |_, batch| *batch = WrBatch::default());
+    with_batch(qp, |_, batch| batch.clear());
 }
 
 unsafe extern "C" fn wr_complete(qp: *mut sys::ibv_qp_ex) -> c_int {
     let Some(b) = qp_ref(qp.cast()) else {
         return EINVAL;
     };
-    let mut batch = core::mem::take(&mut *b.batch.lock().unwrap_or_else(|e| e.into_inner()));
-    if batch.err != 0 {
-        return batch.err;
-    }
-    if batch.wrs.is_empty() {
-        return 0;
+    let mut guard = b.batch.lock().unwrap_or_else(|e| e.into_inner());
+    let batch = &mut *guard;
+    if batch.err != 0 || batch.wrs.is_empty() {
+        let err = batch.err;
+        batch.clear();
+        return err;
     }
     let n = batch.wrs.len();
     for i in 0..n {
@@ -202,8 +212,11 @@ unsafe extern "C" fn wr_complete(qp: *mut sys::ibv_qp_ex) -> c_int {
     }
     let mut bad: *mut sys::ibv_send_wr = core::ptr::null_mut();
     // SAFETY: a valid chain of WRs whose gather lists and inline copies
-    // live in `batch` until the call returns.
-    unsafe { crate::qp::post_send(qp.cast(), batch.wrs.as_mut_ptr(), &mut bad) }
+    // live in `batch` until the call returns (post_send does not take the
+    // batch's lock).
+    let r = unsafe { crate::qp::post_send(qp.cast(), batch.wrs.as_mut_ptr(), &mut bad) };
+    batch.clear();
+    r
 }
 
 unsafe extern "C" fn wr_send(qp: *mut sys::ibv_qp_ex) {
