@@ -231,7 +231,9 @@ pub unsafe extern "C" fn ibv_read_sysfs_file(
     let n = text.len().min(size - 1);
     // SAFETY: `buf` holds `size` > n bytes.
     let out = unsafe { core::slice::from_raw_parts_mut(buf, size) };
-    copy_cstr(out, &text[..n]);
+    // copy_cstr cuts at n bytes itself (slicing the str there would panic
+    // inside a multi-byte character).
+    copy_cstr(out, text);
     n as c_int
 }
 
@@ -266,5 +268,19 @@ mod tests {
         assert_eq!(sysfs_answer(&dir, "node_type").as_deref(), Some("1: CA"));
         assert!(sysfs_answer(&dir, "no_such_file").is_none());
         assert!(sysfs_answer("/sys/class/infiniband/nope", "fw_ver").is_none());
+    }
+
+    #[test]
+    fn sysfs_read_cuts_inside_a_character() {
+        let dir = std::env::temp_dir().join(format!("svibv-sysfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f"), "\u{e9}\u{e9}\n").unwrap();
+        let d = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        let mut buf = [1 as c_char; 2];
+        // SAFETY: C strings and a buffer of 2 bytes.
+        let n = unsafe { ibv_read_sysfs_file(d.as_ptr(), c"f".as_ptr(), buf.as_mut_ptr(), 2) };
+        assert_eq!(n, 1);
+        assert_eq!(buf[1], 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
