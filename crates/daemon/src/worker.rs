@@ -360,6 +360,9 @@ pub struct RingSet {
     kick: Arc<Doorbell>,
     events: Option<EventRing>,
     event_backlog: VecDeque<AsyncEvent>,
+    /// QPs whose rings broke and that must still reach the error state (a
+    /// client call held them when the worker tried: `Busy`).
+    to_error: Vec<Handle>,
 }
 
 impl RingSet {
@@ -372,6 +375,7 @@ impl RingSet {
             kick,
             events: None,
             event_backlog: VecDeque::new(),
+            to_error: Vec::new(),
         }
     }
 
@@ -552,7 +556,7 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
     let mut moved = false;
     let mut dead = Vec::new();
     let mut errors: Vec<(u32, Wc)> = Vec::new();
-    let mut to_error: Vec<Handle> = Vec::new();
+    let mut to_error = std::mem::take(&mut set.to_error);
     let mut slot = Vec::new();
     // Receive rings first: a receive posted before a send is at the device
     // before that send leaves.
@@ -662,14 +666,10 @@ fn drain_wqs(uctx: &Ucontext, d: &Daemon, set: &mut RingSet) -> bool {
     for h in to_error {
         // A call of the client that holds the QP at this instant makes the
         // modify Busy (uverbs' EBUSY); the error state must not be lost to
-        // it, so try again while the call finishes.
-        for _ in 0..1000 {
-            match uctx.modify_qp(h, &to_err) {
-                Err(softverbs_core::VerbsError::Busy { .. }) => {
-                    std::thread::sleep(std::time::Duration::from_millis(1))
-                }
-                _ => break,
-            }
+        // it: keep it for the next pass, which comes at once (moved).
+        if let Err(softverbs_core::VerbsError::Busy { .. }) = uctx.modify_qp(h, &to_err) {
+            set.to_error.push(h);
+            moved = true;
         }
     }
     for (cqn, wc) in errors {
