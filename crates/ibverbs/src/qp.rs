@@ -219,8 +219,8 @@ fn cap_to_c(init: &softverbs_core::driver::QpInit, srq: bool) -> sys::ibv_qp_cap
     }
 }
 
-/// `ibv_qp_attr` + `attr_mask` → softverbs's [`ModifyAttrs`]; the second
-/// value is the primary path to remember for `ibv_query_qp`.
+/// `ibv_qp_attr` + `attr_mask` → softverbs's [`ModifyAttrs`] (its
+/// `ah_attr` and `port_num` are also what `ibv_query_qp` remembers).
 pub(crate) fn modify_attrs(a: &sys::ibv_qp_attr, mask: c_int) -> Result<ModifyAttrs, c_int> {
     let mask = mask as c_uint;
     let has = |bit: sys::ibv_qp_attr_mask| mask & bit != 0;
