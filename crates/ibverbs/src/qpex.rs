@@ -356,10 +356,10 @@ unsafe extern "C" fn wr_set_sge_list(
 
 /// Inline data: copied now (the caller may reuse its buffers once the call
 /// returns), posted with `IBV_SEND_INLINE` from the copy.
-fn set_inline(qp: *mut sys::ibv_qp_ex, bufs: &[(*const u8, usize)]) {
+fn set_inline(qp: *mut sys::ibv_qp_ex, bufs: impl IntoIterator<Item = (*const u8, usize)>) {
     last(qp, |w, s, inline| {
         let mut data = Vec::new();
-        for &(p, len) in bufs {
+        for (p, len) in bufs {
             if len > 0 && !p.is_null() {
                 // SAFETY: the caller's buffer holds `len` readable bytes.
                 data.extend_from_slice(unsafe { core::slice::from_raw_parts(p, len) });
@@ -384,7 +384,7 @@ unsafe extern "C" fn wr_set_inline_data(
     addr: *mut c_void,
     length: sys::size_t,
 ) {
-    set_inline(qp, &[(addr.cast_const().cast::<u8>(), length as usize)]);
+    set_inline(qp, [(addr.cast_const().cast::<u8>(), length as usize)]);
 }
 
 unsafe extern "C" fn wr_set_inline_data_list(
@@ -392,17 +392,17 @@ unsafe extern "C" fn wr_set_inline_data_list(
     num_buf: sys::size_t,
     buf_list: *const sys::ibv_data_buf,
 ) {
-    if buf_list.is_null() {
-        set_inline(qp, &[]);
-        return;
-    }
-    // SAFETY: the caller passes `num_buf` readable entries.
-    let list = unsafe { core::slice::from_raw_parts(buf_list, num_buf as usize) };
-    let bufs: Vec<(*const u8, usize)> = list
-        .iter()
-        .map(|b| (b.addr.cast_const().cast::<u8>(), b.length as usize))
-        .collect();
-    set_inline(qp, &bufs);
+    let list = if buf_list.is_null() {
+        &[]
+    } else {
+        // SAFETY: the caller passes `num_buf` readable entries.
+        unsafe { core::slice::from_raw_parts(buf_list, num_buf as usize) }
+    };
+    set_inline(
+        qp,
+        list.iter()
+            .map(|b| (b.addr.cast_const().cast::<u8>(), b.length as usize)),
+    );
 }
 
 unsafe extern "C" fn wr_set_ud_addr(
