@@ -712,7 +712,9 @@ pub(crate) unsafe extern "C" fn bind_mw(
     0
 }
 
-/// Post a chain of receive requests through `post`.
+/// Post a chain of receive requests through `post`; one with more than
+/// `max_sge` SGEs is `EINVAL` (those before it stay posted, as `bad_wr`
+/// tells the caller).
 ///
 /// # Safety
 /// `wr` is a valid chain; `bad_wr` is NULL or writable.
@@ -720,14 +722,20 @@ unsafe fn post_recv_chain(
     wr: *mut sys::ibv_recv_wr,
     bad_wr: *mut *mut sys::ibv_recv_wr,
     verb: &str,
+    max_sge: u32,
     post: impl Fn(RecvWr) -> softverbs::Result<()>,
 ) -> c_int {
     let mut cur = wr;
     while !cur.is_null() {
         // SAFETY: the caller's list is a valid chain of work requests.
         let w = unsafe { &*cur };
-        // SAFETY: as above.
-        let r = unsafe { sgl(w.sg_list, w.num_sge) }.and_then(|sgl| {
+        let r = if w.num_sge >= 0 && w.num_sge as u32 > max_sge {
+            Err(EINVAL)
+        } else {
+            // SAFETY: as above.
+            unsafe { sgl(w.sg_list, w.num_sge) }
+        };
+        let r = r.and_then(|sgl| {
             post(RecvWr {
                 wr_id: w.wr_id,
                 sgl,
@@ -759,23 +767,15 @@ pub(crate) unsafe extern "C" fn post_recv(
         }
         return EINVAL;
     };
-    if b.srq.is_null() {
-        let mut cur = wr;
-        while !cur.is_null() {
-            // SAFETY: the caller's list is a valid chain of work requests.
-            let w = unsafe { &*cur };
-            if w.num_sge < 0 || w.num_sge as u32 > b.max_recv_sge {
-                if !bad_wr.is_null() {
-                    // SAFETY: a writable pointer slot.
-                    unsafe { *bad_wr = cur };
-                }
-                return EINVAL;
-            }
-            cur = w.next;
-        }
-    }
+    // A QP on an SRQ has no receive queue of its own to bound (its
+    // granted max_recv_sge reads 0): its posts go to softverbs unchecked.
+    let max_sge = if b.srq.is_null() {
+        b.max_recv_sge
+    } else {
+        u32::MAX
+    };
     // SAFETY: forwarded from the caller.
-    unsafe { post_recv_chain(wr, bad_wr, "ibv_post_recv", |r| b.qp.post_recv(r)) }
+    unsafe { post_recv_chain(wr, bad_wr, "ibv_post_recv", max_sge, |r| b.qp.post_recv(r)) }
 }
 
 /// `ops.post_srq_recv`.
@@ -792,7 +792,11 @@ pub(crate) unsafe extern "C" fn post_srq_recv(
         return EINVAL;
     };
     // SAFETY: forwarded from the caller.
-    unsafe { post_recv_chain(wr, bad_wr, "ibv_post_srq_recv", |r| b.srq.post_recv(r)) }
+    unsafe {
+        post_recv_chain(wr, bad_wr, "ibv_post_srq_recv", u32::MAX, |r| {
+            b.srq.post_recv(r)
+        })
+    }
 }
 
 /// `ibv_create_srq`: `srq_init_attr->attr` is updated to what was granted.
