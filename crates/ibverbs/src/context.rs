@@ -564,13 +564,15 @@ pub unsafe extern "C" fn _ibv_query_gid_table(
                     // The kernel's answer to a buffer that is too small.
                     return -(EINVAL as isize);
                 }
-                // SAFETY: n < max_entries, each slot entry_size bytes apart.
+                // SAFETY: n < max_entries, each slot entry_size bytes apart
+                // (an entry_size that is no multiple of the alignment is
+                // the caller's to choose: written unaligned).
                 unsafe {
                     entries
                         .cast::<u8>()
                         .add(n * entry_size)
                         .cast::<sys::ibv_gid_entry>()
-                        .write(e)
+                        .write_unaligned(e)
                 };
                 n += 1;
             }
